@@ -1,0 +1,29 @@
+"""aum-score: find mislabeled training data with the Area Under the Margin (Pleiss et al., 2020).
+
+Score a logit log written by any trainer::
+
+    import aum_score
+    result = aum_score.score("logs/", threshold_class=10)
+    result.table        # pyarrow.Table, most suspicious samples first
+    result.summary      # threshold, counts, timing
+"""
+
+from ._version import __version__
+from .api import Scorer, build_info, margins, score
+from .errors import LogFormatError
+from .outputs import write_table
+from .results import ScoreResult, Summary
+from .writer import LogitWriter
+
+__all__ = [
+    "LogFormatError",
+    "LogitWriter",
+    "ScoreResult",
+    "Scorer",
+    "Summary",
+    "__version__",
+    "build_info",
+    "margins",
+    "score",
+    "write_table",
+]

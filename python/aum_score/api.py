@@ -1,0 +1,264 @@
+"""The public API: score a logit log in one call, or feed a :class:`Scorer` batch by batch."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import _core
+from ._version import __version__
+from .errors import LogFormatError
+from .logs import NO_LABEL, open_log, parse_epochs
+from .results import ScoreResult, build_result
+from .scoring import Sources, accumulate_log, add_labels_file, row_error_message, sample_keys
+from .thresholds import check_percentile
+
+NONFINITE_POLICIES = ("error", "skip")
+
+
+def _check_options(threshold_class: int | None, classes: int | None, percentile: float, nonfinite: str) -> None:
+    check_percentile(percentile)
+    if nonfinite not in NONFINITE_POLICIES:
+        raise LogFormatError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}")
+    if threshold_class is not None and classes is not None and not 0 <= threshold_class < classes:
+        raise LogFormatError(
+            f"threshold class {threshold_class} is outside [0, {classes}) (the logits have "
+            f"{classes} classes)"
+        )
+
+
+def score(
+    logs: str | os.PathLike | Sequence[str | os.PathLike],
+    labels: str | os.PathLike | None = None,
+    *,
+    epochs: str | slice | None = None,
+    threshold_class: int | None = None,
+    percentile: float = 99.0,
+    nonfinite: str = "error",
+    allow_label_changes: bool = False,
+    threads: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ScoreResult:
+    """Score a logit log: the AUM of every sample, and threshold-sample flags.
+
+    Args:
+        logs: a directory of log files, one file, or a list of files/directories.
+        labels: a table (.parquet, .arrow, .feather, .csv) with ``sample_id`` and ``label``, for
+            logs without a ``label`` column. When both are present they must agree.
+        epochs: ``"START:END"`` or a slice: Python slice semantics on epoch numbers.
+        threshold_class: rows with this label are threshold samples.
+        percentile: the cut-off percentile of the threshold samples' AUMs (default 99).
+        nonfinite: ``"error"`` (default) or ``"skip"`` rows with NaN/inf logits.
+        allow_label_changes: let rows of one sample carry different labels, each row using its
+            own (the reference library's behaviour); the result shows the last label.
+        threads: threads for the margin kernel (default: all).
+        on_batch: called with the bytes of each batch read (for progress bars).
+
+    Returns:
+        A :class:`ScoreResult` (``.table`` sorted by AUM ascending, ``.summary``).
+
+    Raises:
+        LogFormatError: on any bad input, with the file, column or row named.
+    """
+    started = time.perf_counter()
+    selected = parse_epochs(epochs)
+    files = open_log(logs)
+    classes = files[0].classes
+    _check_options(threshold_class, classes, percentile, nonfinite)
+    accumulator = _core.Accumulator(classes, files[0].string_ids)
+    sources = Sources(logs=[f.path for f in files], labels=os.fspath(labels) if labels else None)
+    if labels is not None:
+        add_labels_file(accumulator, os.fspath(labels), sources)
+    progress = accumulate_log(
+        accumulator,
+        files,
+        sources,
+        selected,
+        skip_nonfinite=nonfinite == "skip",
+        allow_label_changes=allow_label_changes,
+        threads=threads or 0,
+        on_batch=on_batch,
+    )
+    if progress.rows == 0:
+        raise LogFormatError(
+            f"{files[0].path}: no rows to score"
+            + (f" in epochs {epochs}" if epochs is not None else "")
+        )
+    seconds = time.perf_counter() - started
+    return build_result(accumulator, threshold_class, percentile, seconds, len(progress.epochs))
+
+
+def _to_numpy(values: Any) -> np.ndarray:
+    """numpy view of an array-like: numpy, lists, torch (any device), tf, jax."""
+    if hasattr(values, "detach"):  # torch: leave the autograd graph, come to the host
+        values = values.detach()
+        if str(getattr(values, "dtype", "")) == "torch.bfloat16":
+            values = values.float()
+        values = values.cpu().numpy()
+    return np.asarray(values)
+
+
+class Scorer:
+    """AUM computed while training: feed batches, read the result at any time.
+
+    >>> scorer = Scorer(num_classes=3)
+    >>> scorer.update([[2.0, 1.0, 0.0]], [0], [7])
+    >>> scorer.result().table.column("aum").to_pylist()
+    [1.0]
+    """
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        *,
+        threshold_class: int | None = None,
+        percentile: float = 99.0,
+        nonfinite: str = "error",
+        allow_label_changes: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        _check_options(threshold_class, num_classes, percentile, nonfinite)
+        self.num_classes = num_classes
+        self.threshold_class = threshold_class
+        self.percentile = percentile
+        self.nonfinite = nonfinite
+        self.allow_label_changes = allow_label_changes
+        self.threads = threads or 0
+        self._accumulator: _core.Accumulator | None = None
+        self._seconds = 0.0
+        self._batches = 0
+
+    def _state(self, classes: int, string_ids: bool) -> _core.Accumulator:
+        if self._accumulator is None:
+            if self.num_classes is not None and classes != self.num_classes:
+                raise LogFormatError(f"logits have {classes} classes, expected {self.num_classes}")
+            _check_options(self.threshold_class, classes, self.percentile, self.nonfinite)
+            self.num_classes = classes
+            self._accumulator = _core.Accumulator(classes, string_ids)
+        elif self._accumulator.string_ids != string_ids:
+            raise LogFormatError("sample ids changed between integers and strings")
+        return self._accumulator
+
+    def _keys(self, accumulator: _core.Accumulator, sample_ids: np.ndarray, where: str) -> np.ndarray:
+        if accumulator.string_ids:
+            return sample_keys(accumulator, pa.array(sample_ids.astype(str), pa.string()), where)
+        return sample_ids.astype(np.int64, copy=False)
+
+    def update(self, logits: Any, labels: Any, sample_ids: Any) -> None:
+        """Add one margin per row: ``logits`` (rows x C), ``labels`` (rows; None to use labels
+        given with :meth:`set_labels`), ``sample_ids`` (rows; integers or strings)."""
+        started = time.perf_counter()
+        logits = _to_numpy(logits)
+        if logits.ndim != 2:
+            raise LogFormatError(f"logits must be 2-D (rows x classes), got shape {logits.shape}")
+        if logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8):
+            logits = logits.astype(np.float32)
+        if not logits.flags.c_contiguous and (logits.strides[1] != logits.itemsize or logits.strides[0] < 0):
+            logits = np.ascontiguousarray(logits)
+        ids = _to_numpy(sample_ids).reshape(-1)
+        accumulator = self._state(logits.shape[1], ids.dtype.kind in "USO")
+        where = f"batch {self._batches}"
+        if labels is None:
+            label_array = np.full(len(ids), NO_LABEL, dtype=np.int64)
+        else:
+            label_array = _to_numpy(labels).reshape(-1)
+            if label_array.dtype.kind not in "iu":
+                raise LogFormatError(f"{where}: labels must be integers, got {label_array.dtype}")
+            label_array = label_array.astype(np.int64, copy=False)
+        if len(ids) != len(logits) or len(label_array) != len(logits):
+            raise LogFormatError(
+                f"{where}: {len(logits)} rows of logits, {len(label_array)} labels and "
+                f"{len(ids)} sample ids; they must match"
+            )
+        keys = self._keys(accumulator, ids, where)
+        try:
+            accumulator.add(
+                logits,
+                label_array,
+                keys,
+                source=0,
+                skip_nonfinite=self.nonfinite == "skip",
+                allow_label_changes=self.allow_label_changes,
+                threads=self.threads,
+            )
+        except ValueError as exc:
+            raise LogFormatError(row_error_message(exc, where, Sources(logs=["an earlier batch"]))) from None
+        self._batches += 1
+        self._seconds += time.perf_counter() - started
+
+    def set_labels(self, sample_ids: Any, labels: Any, num_classes: int | None = None) -> None:
+        """Known labels for samples whose rows will come without one."""
+        ids = _to_numpy(sample_ids).reshape(-1)
+        classes = num_classes or self.num_classes
+        if classes is None:
+            raise LogFormatError("set_labels needs num_classes (here or in Scorer())")
+        accumulator = self._state(classes, ids.dtype.kind in "USO")
+        try:
+            accumulator.set_labels(
+                self._keys(accumulator, ids, "labels"), _to_numpy(labels).astype(np.int64), _core.LABELS_SOURCE
+            )
+        except ValueError as exc:
+            raise LogFormatError(row_error_message(exc, "labels", Sources())) from None
+
+    def result(self) -> ScoreResult:
+        """The result so far (the scorer can keep being updated afterwards)."""
+        if self._accumulator is None:
+            raise LogFormatError("no rows were added")
+        return build_result(self._accumulator, self.threshold_class, self.percentile, self._seconds, 0)
+
+    def to_bytes(self) -> bytes:
+        """The per-sample state, versioned, to save and later :meth:`from_bytes` or merge."""
+        if self._accumulator is None:
+            raise LogFormatError("no rows were added")
+        return self._accumulator.to_bytes()
+
+    def merge(self, other: "Scorer") -> None:
+        """Add another scorer's rows (disjoint rows of the same run) into this one."""
+        if other._accumulator is None:
+            return
+        if self._accumulator is None:
+            self._accumulator = _core.Accumulator.from_bytes(other._accumulator.to_bytes())
+            self.num_classes = self._accumulator.classes
+            return
+        try:
+            self._accumulator.merge(other._accumulator, self.allow_label_changes)
+        except ValueError as exc:
+            raise LogFormatError(str(exc)) from None
+
+    @classmethod
+    def from_bytes(cls, data: bytes, **options: Any) -> "Scorer":
+        try:
+            accumulator = _core.Accumulator.from_bytes(data)
+        except ValueError as exc:
+            raise LogFormatError(f"cannot load state: {exc}") from None
+        scorer = cls(accumulator.classes, **options)
+        scorer._accumulator = accumulator
+        return scorer
+
+
+def margins(logits: Any, labels: Any, threads: int | None = None) -> np.ndarray:
+    """Margin of each row, as the core computes it: ``z[y] - max_{j != y} z[j]`` (float32
+    arithmetic for float16/float32 logits, float64 for float64); NaN where a row holds NaN/inf."""
+    logits = _to_numpy(logits)
+    if logits.ndim == 2 and (logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8)):
+        logits = logits.astype(np.float32)
+    if logits.ndim == 2 and not logits.flags.c_contiguous:
+        logits = np.ascontiguousarray(logits)
+    try:
+        return _core.margins(logits, _to_numpy(labels).astype(np.int64), threads or 0)
+    except ValueError as exc:
+        raise LogFormatError(row_error_message(exc, "logits", Sources())) from None
+
+
+def build_info() -> dict:
+    """How this installation was built: version, OpenMP, threads."""
+    return {
+        "version": __version__,
+        "openmp": bool(_core.has_openmp()),
+        "threads": int(_core.max_threads()),
+        "cuda": False,
+    }

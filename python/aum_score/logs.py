@@ -1,0 +1,323 @@
+"""Finding, validating and streaming logit logs (format v1, see the README).
+
+A logit log is a directory or list of files. Each file is opened memory-mapped and its schema
+checked before any scoring starts; batches are then streamed one at a time and handed to the core
+as zero-copy numpy views of the Arrow buffers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+
+from . import _core
+from .errors import LogFormatError
+
+LOG_EXTENSIONS = (".arrow", ".feather", ".arrows", ".parquet")
+PathLike = Union[str, os.PathLike]
+NO_LABEL = _core.NO_LABEL
+
+
+def natural_key(path: str) -> list:
+    """Sort key putting ``epoch_2`` before ``epoch_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def find_log_files(logs: PathLike | Sequence[PathLike]) -> list[str]:
+    """The log files of a directory, a file, or a list of either, in natural name order per
+    directory. Files without a log extension (a README, a ``.partial`` epoch) are skipped."""
+    items = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
+    files: list[str] = []
+    for item in items:
+        path = os.fspath(item)
+        if os.path.isdir(path):
+            found = [
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(LOG_EXTENSIONS) and not name.startswith(".")
+            ]
+            if not found:
+                raise LogFormatError(
+                    f"{path}: no log files in this directory (looked for "
+                    f"{', '.join(LOG_EXTENSIONS)})"
+                )
+            files.extend(sorted(found, key=natural_key))
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise LogFormatError(f"{path}: no such file or directory")
+    if not files:
+        raise LogFormatError("no log files given")
+    return files
+
+
+def parse_epochs(epochs: str | slice | None) -> slice:
+    """``"START:END"`` (Python slice semantics on epoch numbers; either side may be empty)."""
+    if epochs is None:
+        return slice(None, None)
+    if isinstance(epochs, slice):
+        start, stop, step = epochs.start, epochs.stop, epochs.step
+    else:
+        parts = str(epochs).split(":")
+        if len(parts) != 2:
+            raise LogFormatError(f"epochs {epochs!r}: expected START:END, e.g. 1:150 or 1:")
+        try:
+            start, stop = (int(p) if p.strip() else None for p in parts)
+        except ValueError:
+            raise LogFormatError(f"epochs {epochs!r}: START and END must be integers") from None
+        step = None
+    if step not in (None, 1) or any(v is not None and v < 0 for v in (start, stop)):
+        raise LogFormatError(f"epochs {epochs!r}: use non-negative START:END without a step")
+    return slice(start, stop)
+
+
+def epoch_selected(epoch: int, epochs: slice) -> bool:
+    return (epochs.start is None or epoch >= epochs.start) and (
+        epochs.stop is None or epoch < epochs.stop
+    )
+
+
+@dataclass
+class LogFile:
+    """One validated file of a logit log."""
+
+    path: str
+    position: int  # in natural name order: the epoch when no column or metadata gives one
+    format: str  # "file", "stream" or "parquet"
+    schema: pa.Schema
+    classes: int
+    string_ids: bool
+    has_labels: bool
+    has_epoch_column: bool
+    epoch: int | None  # from metadata or position; None when an `epoch` column gives it per row
+
+    def batches(self, batch_rows: int = 1 << 16) -> Iterator[pa.RecordBatch]:
+        """Record batches of the columns scoring needs, memory-mapped (zero-copy for Arrow IPC)."""
+        columns = ["sample_id", "logits"] + (["label"] if self.has_labels else [])
+        columns += ["epoch"] if self.has_epoch_column else []
+        return read_batches(self.path, self.format, columns, batch_rows)
+
+
+def read_batches(
+    path: str, fmt: str, columns: list[str], batch_rows: int = 1 << 16
+) -> Iterator[pa.RecordBatch]:
+    """Stream record batches of ``path``; any read failure names the file."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(path, memory_map=True) as reader:
+                yield from reader.iter_batches(batch_size=batch_rows, columns=columns)
+            return
+        with pa.memory_map(path) as source:
+            if fmt == "file":
+                reader = pa.ipc.open_file(source)
+                for i in range(reader.num_record_batches):
+                    yield reader.get_batch(i)
+            else:
+                yield from pa.ipc.open_stream(source)
+    except (pa.ArrowException, OSError) as exc:
+        raise LogFormatError(f"{path}: cannot read ({exc}); truncated or corrupt?") from None
+
+
+
+
+def _sniff_format(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise LogFormatError(f"{path}: file is empty")
+    if head.startswith(b"ARROW1"):
+        return "file"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head[:4] == b"\xff\xff\xff\xff":  # an IPC stream message starts with this marker
+        return "stream"
+    raise LogFormatError(f"{path}: not an Arrow IPC or Parquet file")
+
+
+def _read_schema(path: str, fmt: str) -> pa.Schema:
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(path, memory_map=True)
+        with pa.memory_map(path) as source:
+            if fmt == "file":
+                return pa.ipc.open_file(source).schema
+            return pa.ipc.open_stream(source).schema
+    except (pa.ArrowException, OSError) as exc:
+        raise LogFormatError(
+            f"{path}: not a valid Arrow IPC or Parquet file ({exc}); was it truncated while "
+            "being written?"
+        ) from None
+
+
+def _list_classes(path: str, fmt: str) -> int:
+    """C for `list` logits: the length of the first row (every row is checked while scoring)."""
+    for batch in read_batches(path, fmt, ["logits"], 1024):
+        column = batch.column("logits")
+        if len(column):
+            return int(column.value_lengths()[0].as_py() or 0)
+    return 0
+
+
+def open_log_file(path: str, position: int) -> LogFile:
+    """Open ``path`` and check its schema against the v1 log format."""
+    fmt = _sniff_format(path)
+    schema = _read_schema(path, fmt)
+    names = schema.names
+    for required in ("sample_id", "logits"):
+        if required not in names:
+            raise LogFormatError(
+                f"{path}: missing column '{required}' (columns: {', '.join(names) or 'none'})"
+            )
+    id_type = schema.field("sample_id").type
+    if pa.types.is_dictionary(id_type):
+        id_type = id_type.value_type
+    if pa.types.is_integer(id_type):
+        string_ids = False
+    elif pa.types.is_string(id_type) or pa.types.is_large_string(id_type) or (
+        hasattr(pa.types, "is_string_view") and pa.types.is_string_view(id_type)
+    ):
+        string_ids = True
+    else:
+        raise LogFormatError(
+            f"{path}: column 'sample_id' has type {id_type}; expected an integer or string type"
+        )
+    logits_type = schema.field("logits").type
+    if not (
+        pa.types.is_fixed_size_list(logits_type)
+        or pa.types.is_list(logits_type)
+        or pa.types.is_large_list(logits_type)
+    ) or not pa.types.is_floating(logits_type.value_type):
+        raise LogFormatError(
+            f"{path}: column 'logits' has type {logits_type}; expected "
+            "fixed_size_list<float16|float32|float64>[C]"
+        )
+    if pa.types.is_fixed_size_list(logits_type):
+        classes = logits_type.list_size
+    else:
+        classes = _list_classes(path, fmt)
+    for name in ("label", "epoch"):
+        if name in names and not pa.types.is_integer(schema.field(name).type):
+            raise LogFormatError(
+                f"{path}: column '{name}' has type {schema.field(name).type}; expected integers"
+            )
+    has_epoch_column = "epoch" in names
+    epoch = None
+    if not has_epoch_column:
+        meta = schema.metadata or {}
+        if b"epoch" in meta:
+            try:
+                epoch = int(meta[b"epoch"])
+            except ValueError:
+                raise LogFormatError(
+                    f"{path}: schema metadata 'epoch' is {meta[b'epoch']!r}, not an integer"
+                ) from None
+        else:
+            epoch = position
+    return LogFile(
+        path=path,
+        position=position,
+        format=fmt,
+        schema=schema,
+        classes=classes,
+        string_ids=string_ids,
+        has_labels="label" in names,
+        has_epoch_column=has_epoch_column,
+        epoch=epoch,
+    )
+
+
+def open_log(logs: PathLike | Sequence[PathLike]) -> list[LogFile]:
+    """Find and validate every file of a log: all must agree on C and on the sample id type."""
+    files = [open_log_file(path, i) for i, path in enumerate(find_log_files(logs))]
+    first = files[0]
+    for log in files[1:]:
+        if log.classes != first.classes:
+            raise LogFormatError(
+                f"{log.path}: logits have {log.classes} classes, but {first.path} has "
+                f"{first.classes}; all files of a log must agree"
+            )
+        if log.string_ids != first.string_ids:
+            kinds = {True: "strings", False: "integers"}
+            raise LogFormatError(
+                f"{log.path}: sample ids are {kinds[log.string_ids]}, but in {first.path} they "
+                f"are {kinds[first.string_ids]}"
+            )
+    if first.classes < 2:
+        raise LogFormatError(f"{first.path}: logits need at least 2 classes, got {first.classes}")
+    return files
+
+
+# --- Arrow columns -> numpy views --------------------------------------------------------------
+
+
+def logits_matrix(column: pa.Array, classes: int, where: str) -> np.ndarray:
+    """rows x C view of a (fixed_size_)list<float> column, zero-copy when the column allows."""
+    rows = len(column)
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise LogFormatError(f"{where}: column 'logits' is null in row {row}")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(column.type):
+        if column.type.list_size != classes:
+            raise LogFormatError(
+                f"{where}: column 'logits' has {column.type.list_size} classes, expected {classes}"
+            )
+        values = column.flatten()
+    else:
+        offsets = column.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        bad = np.flatnonzero(lengths != classes)
+        if len(bad):
+            raise LogFormatError(
+                f"{where}: column 'logits' row {int(bad[0])} has {int(lengths[bad[0]])} values, "
+                f"expected {classes}"
+            )
+        values = column.flatten()
+    if values.null_count:
+        flat = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise LogFormatError(f"{where}: column 'logits' has a null value in row {flat // classes}")
+    array = values.to_numpy(zero_copy_only=True)
+    if len(array) != rows * classes:
+        raise LogFormatError(f"{where}: column 'logits' has an inconsistent length")
+    return array.reshape(rows, classes)
+
+
+def integer_column(column: pa.Array, name: str, where: str, nulls_to: int | None = None) -> np.ndarray:
+    """int64 numpy array of an integer column; nulls become ``nulls_to`` or are an error."""
+    if column.null_count:
+        if nulls_to is None:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise LogFormatError(f"{where}: column '{name}' is null in row {row}")
+        column = column.cast(pa.int64()).fill_null(nulls_to)
+    array = column.to_numpy(zero_copy_only=False)
+    if array.dtype == np.uint64 and len(array) and array.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(array > np.iinfo(np.int64).max))
+        raise LogFormatError(f"{where}: column '{name}' row {row} does not fit in int64")
+    return array.astype(np.int64, copy=False)
+
+
+def string_buffers(column: pa.Array, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, data) numpy views of a string column's Arrow buffers, for the core's interner."""
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise LogFormatError(f"{where}: column 'sample_id' is null in row {row}")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.string())  # dictionary or view layouts
+    _, offsets_buf, data_buf = column.buffers()
+    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[
+        column.offset : column.offset + len(column) + 1
+    ]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data

@@ -1,0 +1,50 @@
+"""Writing result tables: format by extension, atomically (temporary file, then rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import LogFormatError
+
+OUTPUT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".arrow": "arrow", ".feather": "arrow"}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The format for an output path, checked before any work is done."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        known = ", ".join(sorted(OUTPUT_FORMATS))
+        raise LogFormatError(f"{path}: unknown output format {suffix!r} (use one of {known})")
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise LogFormatError(f"{path}: directory {parent} does not exist")
+    return OUTPUT_FORMATS[suffix]
+
+
+def write_table(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write ``table`` to ``path`` (.parquet, .csv, .arrow, .feather); no partial file on failure."""
+    fmt = output_format(path)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    os.close(fd)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+        elif fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(table, tmp)
+        else:
+            import pyarrow.feather as feather
+
+            feather.write_feather(table, tmp, compression="uncompressed")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

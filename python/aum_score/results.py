@@ -1,0 +1,97 @@
+"""The result of scoring: one row per sample, sorted by AUM ascending, and a summary."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from . import _core
+from .outputs import write_table
+from .thresholds import flag_mislabeled
+
+RESULT_COLUMNS = ("sample_id", "label", "aum", "count", "threshold_sample", "mislabeled")
+
+
+@dataclass
+class Summary:
+    """What a scoring run saw and found."""
+
+    samples: int  #: samples scored (with at least one margin)
+    rows: int  #: margins averaged (rows read, less skipped ones)
+    epochs: int  #: distinct epochs scored (0 when unknown, e.g. from the streaming Scorer)
+    classes: int  #: logits per row (C, threshold class included)
+    threshold_samples: int  #: samples whose label is the threshold class
+    threshold: float | None  #: AUMs strictly below this are flagged; None without threshold samples
+    flagged: int  #: samples flagged as mislabeled
+    seconds: float  #: wall time of the run
+    rows_per_second: float
+    skipped_rows: int = 0  #: rows with NaN/inf logits skipped (nonfinite="skip")
+    percentile: float = 99.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ScoreResult:
+    """``table``: the per-sample result (see RESULT_COLUMNS); ``summary``: a :class:`Summary`."""
+
+    table: pa.Table
+    summary: Summary
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the table atomically; the format follows the extension (.parquet/.csv/.arrow)."""
+        write_table(self.table, path)
+
+
+def build_result(
+    accumulator: _core.Accumulator,
+    threshold_class: int | None,
+    percentile: float,
+    seconds: float,
+    epochs: int,
+) -> ScoreResult:
+    keys, labels, sums, counts = accumulator.arrays()
+    scored = counts > 0  # samples only named in a labels file have no margins
+    keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
+    aum = sums / counts
+    is_threshold = (
+        labels == threshold_class if threshold_class is not None else np.zeros(len(aum), bool)
+    )
+    flags, threshold = flag_mislabeled(aum, is_threshold, percentile)
+    # Null where undefined: no threshold samples at all, or the sample is one.
+    undefined = is_threshold | (not is_threshold.any())
+    order = np.argsort(aum, kind="stable")
+    ids = (
+        pa.array(accumulator.strings_of(keys[order]), pa.string())
+        if accumulator.string_ids
+        else pa.array(keys[order], pa.int64())
+    )
+    table = pa.table(
+        {
+            "sample_id": ids,
+            "label": pa.array(labels[order], pa.int64()),
+            "aum": pa.array(aum[order], pa.float64()),
+            "count": pa.array(counts[order], pa.int64()),
+            "threshold_sample": pa.array(is_threshold[order], pa.bool_()),
+            "mislabeled": pa.array(flags[order], pa.bool_(), mask=undefined[order]),
+        }
+    )
+    rows = int(accumulator.rows_added)
+    summary = Summary(
+        samples=len(aum),
+        rows=rows,
+        epochs=epochs,
+        classes=int(accumulator.classes),
+        threshold_samples=int(is_threshold.sum()),
+        threshold=threshold,
+        flagged=int(flags.sum()),
+        seconds=seconds,
+        rows_per_second=rows / seconds if seconds > 0 else 0.0,
+        skipped_rows=int(accumulator.rows_skipped),
+        percentile=percentile,
+    )
+    return ScoreResult(table, summary)

@@ -1,0 +1,172 @@
+"""Drives logit logs, batch by batch, into the C++ accumulator, turning the core's row errors into
+messages that name the file and row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import _core
+from .errors import LogFormatError
+from .labels import read_labels
+from .logs import (
+    NO_LABEL,
+    LogFile,
+    epoch_selected,
+    integer_column,
+    logits_matrix,
+    string_buffers,
+)
+
+
+@dataclass
+class Sources:
+    """Names for the core's source numbers: log files are 0, 1, ...; -1 is the labels file."""
+
+    logs: list[str] = field(default_factory=list)
+    labels: str | None = None
+
+    def name(self, source: int) -> str | None:
+        if 0 <= source < len(self.logs):
+            return self.logs[source]
+        if source == _core.LABELS_SOURCE:
+            return f"labels file {self.labels}" if self.labels else "the labels given"
+        if source == _core.STATE_SOURCE:
+            return "an earlier state"
+        return None
+
+
+def row_error_message(exc: Exception, where: str, sources: Sources, rows: np.ndarray | None = None) -> str:
+    """``where: row N: what`` for a core RowError (``rows`` maps batch rows to file rows)."""
+    if isinstance(exc, _core.RowError):
+        what, row, source = exc.args
+        if rows is not None:
+            row = int(rows[row])
+        message = f"{where}: row {row}: {what}"
+        earlier = sources.name(source)
+        if earlier:
+            message += f" (the earlier label is from {earlier})"
+        if "has no label" in what:
+            message += "; give a 'label' column or a labels file with --labels"
+        if "NaN or infinite" in what:
+            message += "; use --nonfinite skip (nonfinite='skip') to skip such rows"
+        return message
+    return f"{where}: {exc}"
+
+
+def sample_keys(accumulator: _core.Accumulator, ids: pa.Array, where: str) -> np.ndarray:
+    """int64 keys for the core: integer ids as they are, string ids interned to codes."""
+    if accumulator.string_ids:
+        offsets, data = string_buffers(ids, where)
+        return accumulator.intern(offsets, data)
+    return integer_column(ids, "sample_id", where)
+
+
+def add_labels_file(accumulator: _core.Accumulator, path: str, sources: Sources) -> None:
+    ids, labels = read_labels(path, accumulator.string_ids)
+    keys = sample_keys(accumulator, ids, path)
+    try:
+        accumulator.set_labels(keys, labels, _core.LABELS_SOURCE)
+    except ValueError as exc:
+        raise LogFormatError(row_error_message(exc, path, sources)) from None
+
+
+@dataclass
+class LogProgress:
+    rows: int = 0
+    epochs: set = field(default_factory=set)
+    files: int = 0
+
+
+def accumulate_log(
+    accumulator: _core.Accumulator,
+    files: Sequence[LogFile],
+    sources: Sources,
+    epochs: slice,
+    *,
+    skip_nonfinite: bool = False,
+    allow_label_changes: bool = False,
+    threads: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> LogProgress:
+    """Add every selected row of ``files`` to ``accumulator``."""
+    progress = LogProgress()
+    for number, log in enumerate(files):
+        if log.epoch is not None and not epoch_selected(log.epoch, epochs):
+            continue
+        progress.files += 1
+        start = 0  # row number of the batch's first row within the file
+        for batch in log.batches():
+            rows = None
+            file_rows = len(batch)
+            if log.has_epoch_column:
+                epoch_of_row = integer_column(batch.column("epoch"), "epoch", log.path)
+                keep = np.ones(len(batch), dtype=bool)
+                if epochs.start is not None:
+                    keep &= epoch_of_row >= epochs.start
+                if epochs.stop is not None:
+                    keep &= epoch_of_row < epochs.stop
+                if not keep.all():
+                    rows = np.flatnonzero(keep) + start
+                    batch = batch.filter(pa.array(keep))
+                    epoch_of_row = epoch_of_row[keep]
+                if len(epoch_of_row):
+                    low, high = int(epoch_of_row.min()), int(epoch_of_row.max())
+                    progress.epochs.update({low} if low == high else set(np.unique(epoch_of_row).tolist()))
+            elif len(batch):
+                progress.epochs.add(log.epoch)
+            where = log.path
+            try:
+                add_arrow_batch(
+                    accumulator, batch, log, number, skip_nonfinite, allow_label_changes, threads
+                )
+            except _core.RowError as exc:
+                row_map = rows if rows is not None else np.arange(start, start + len(batch))
+                raise LogFormatError(row_error_message(exc, where, sources, row_map)) from None
+            except LogFormatError as exc:
+                raise LogFormatError(_shift_rows(str(exc), start, rows)) from None
+            progress.rows += len(batch)
+            start += file_rows
+            if on_batch is not None:
+                on_batch(batch.nbytes)
+    return progress
+
+
+def _shift_rows(message: str, start: int, rows: np.ndarray | None) -> str:
+    """Errors raised on a batch name batch rows; make them file rows."""
+    import re
+
+    def shift(match: re.Match) -> str:
+        row = int(match.group(1))
+        return f"row {int(rows[row]) if rows is not None else start + row}"
+
+    return re.sub(r"row (\d+)", shift, message, count=1)
+
+
+def add_arrow_batch(
+    accumulator: _core.Accumulator,
+    batch: pa.RecordBatch,
+    log: LogFile,
+    source: int,
+    skip_nonfinite: bool,
+    allow_label_changes: bool,
+    threads: int,
+) -> None:
+    logits = logits_matrix(batch.column("logits"), accumulator.classes, log.path)
+    keys = sample_keys(accumulator, batch.column("sample_id"), log.path)
+    if log.has_labels:
+        labels = integer_column(batch.column("label"), "label", log.path, nulls_to=NO_LABEL)
+    else:
+        labels = np.full(len(batch), NO_LABEL, dtype=np.int64)
+    accumulator.add(
+        logits,
+        labels,
+        keys,
+        source=source,
+        skip_nonfinite=skip_nonfinite,
+        allow_label_changes=allow_label_changes,
+        threads=threads,
+    )
