@@ -31,6 +31,10 @@ inline aum::LogitBlock logit_block(const py::array& logits) {
   block.rows = logits.shape(0);
   block.classes = logits.shape(1);
   block.data = logits.data();
+  if (block.rows == 0) {  // numpy gives empty arrays arbitrary strides
+    block.row_stride = block.classes;
+    return block;
+  }
   if (block.rows > 1 && (logits.strides(0) < 0 || logits.strides(0) % item != 0))
     throw std::invalid_argument("logits rows must be evenly spaced in memory");
   if (block.classes > 1 && logits.strides(1) != item)

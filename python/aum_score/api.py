@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
+from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -12,7 +14,7 @@ import pyarrow as pa
 from . import _core
 from ._version import __version__
 from .errors import LogFormatError
-from .logs import NO_LABEL, open_log, parse_epochs
+from .logs import NO_LABEL, LogFile, open_log, parse_epochs
 from .results import ScoreResult, build_result
 from .scoring import Sources, accumulate_log, add_labels_file, row_error_message, sample_keys
 from .thresholds import check_percentile
@@ -41,6 +43,7 @@ def score(
     nonfinite: str = "error",
     allow_label_changes: bool = False,
     threads: int | None = None,
+    progress: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoreResult:
     """Score a logit log: the AUM of every sample, and threshold-sample flags.
@@ -56,6 +59,7 @@ def score(
         allow_label_changes: let rows of one sample carry different labels, each row using its
             own (the reference library's behaviour); the result shows the last label.
         threads: threads for the margin kernel (default: all).
+        progress: show a progress bar on stderr.
         on_batch: called with the bytes of each batch read (for progress bars).
 
     Returns:
@@ -73,23 +77,35 @@ def score(
     sources = Sources(logs=[f.path for f in files], labels=os.fspath(labels) if labels else None)
     if labels is not None:
         add_labels_file(accumulator, os.fspath(labels), sources)
-    progress = accumulate_log(
-        accumulator,
-        files,
-        sources,
-        selected,
-        skip_nonfinite=nonfinite == "skip",
-        allow_label_changes=allow_label_changes,
-        threads=threads or 0,
-        on_batch=on_batch,
-    )
-    if progress.rows == 0:
+    with ExitStack() as stack:
+        if progress and on_batch is None:
+            on_batch = stack.enter_context(_progress_bar(files)).update
+        read = accumulate_log(
+            accumulator,
+            files,
+            sources,
+            selected,
+            skip_nonfinite=nonfinite == "skip",
+            allow_label_changes=allow_label_changes,
+            threads=threads or 0,
+            on_batch=on_batch,
+        )
+    if read.rows == 0:
         raise LogFormatError(
             f"{files[0].path}: no rows to score"
             + (f" in epochs {epochs}" if epochs is not None else "")
         )
-    seconds = time.perf_counter() - started
-    return build_result(accumulator, threshold_class, percentile, seconds, len(progress.epochs))
+    result = build_result(accumulator, threshold_class, percentile, 0.0, len(read.epochs))
+    result.summary.set_seconds(time.perf_counter() - started)
+    return result
+
+
+def _progress_bar(files: Sequence[LogFile]):
+    """A click progress bar on stderr over the bytes of the log."""
+    import click
+
+    total = sum(os.path.getsize(f.path) for f in files)
+    return click.progressbar(length=total, label="scoring", file=sys.stderr)
 
 
 def _to_numpy(values: Any) -> np.ndarray:
@@ -208,7 +224,9 @@ class Scorer:
         """The result so far (the scorer can keep being updated afterwards)."""
         if self._accumulator is None:
             raise LogFormatError("no rows were added")
-        return build_result(self._accumulator, self.threshold_class, self.percentile, self._seconds, 0)
+        result = build_result(self._accumulator, self.threshold_class, self.percentile, 0.0, 0)
+        result.summary.set_seconds(self._seconds)
+        return result
 
     def to_bytes(self) -> bytes:
         """The per-sample state, versioned, to save and later :meth:`from_bytes` or merge."""

@@ -93,29 +93,22 @@ def score(
     LOGS are directories of log files (.arrow, .feather, .arrows, .parquet) or files.
     """
     from .api import score as score_log
-    from .logs import find_log_files
     from .outputs import output_format
 
     with user_errors():
         if output:
             output_format(output)  # a bad output path fails before the work, not after
-        files = find_log_files(list(logs))
-        total = sum(_size(f) for f in files)
-        show_bar = not quiet and sys.stderr.isatty()
-        with click.progressbar(
-            length=total, label="scoring", file=sys.stderr, hidden=not show_bar
-        ) as bar:
-            result = score_log(
-                files,
-                labels,
-                epochs=epochs,
-                threshold_class=threshold_class,
-                percentile=percentile,
-                nonfinite=nonfinite,
-                allow_label_changes=allow_label_changes,
-                threads=threads,
-                on_batch=bar.update,
-            )
+        result = score_log(
+            list(logs),
+            labels,
+            epochs=epochs,
+            threshold_class=threshold_class,
+            percentile=percentile,
+            nonfinite=nonfinite,
+            allow_label_changes=allow_label_changes,
+            threads=threads,
+            progress=not quiet and sys.stderr.isatty(),
+        )
         if output:
             result.write(output)
     summary = result.summary
@@ -128,12 +121,6 @@ def score(
     else:
         click.echo(format_top(result.table, top))
     click.echo(format_summary(summary), err=bool(output))
-
-
-def _size(path: str) -> int:
-    import os
-
-    return os.path.getsize(path)
 
 
 def format_top(table, top: int) -> str:

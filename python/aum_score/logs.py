@@ -30,8 +30,9 @@ def natural_key(path: str) -> list:
 
 
 def find_log_files(logs: PathLike | Sequence[PathLike]) -> list[str]:
-    """The log files of a directory, a file, or a list of either, in natural name order per
-    directory. Files without a log extension (a README, a ``.partial`` epoch) are skipped."""
+    """The log files of a directory, a file, or a list of either, in natural name order
+    (``epoch_2`` before ``epoch_10``, also for a shell glob). Files without a log extension
+    (a README, an unfinished ``.partial`` epoch) are skipped in directories."""
     items = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
     files: list[str] = []
     for item in items:
@@ -47,14 +48,14 @@ def find_log_files(logs: PathLike | Sequence[PathLike]) -> list[str]:
                     f"{path}: no log files in this directory (looked for "
                     f"{', '.join(LOG_EXTENSIONS)})"
                 )
-            files.extend(sorted(found, key=natural_key))
+            files.extend(found)
         elif os.path.isfile(path):
             files.append(path)
         else:
             raise LogFormatError(f"{path}: no such file or directory")
     if not files:
         raise LogFormatError("no log files given")
-    return files
+    return sorted(dict.fromkeys(files), key=natural_key)
 
 
 def parse_epochs(epochs: str | slice | None) -> slice:

@@ -31,6 +31,10 @@ class Summary:
     skipped_rows: int = 0  #: rows with NaN/inf logits skipped (nonfinite="skip")
     percentile: float = 99.0
 
+    def set_seconds(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.rows_per_second = self.rows / seconds if seconds > 0 else 0.0
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -54,6 +58,7 @@ def build_result(
     seconds: float,
     epochs: int,
 ) -> ScoreResult:
+    """The result table and summary of a finished accumulator."""
     keys, labels, sums, counts = accumulator.arrays()
     scored = counts > 0  # samples only named in a labels file have no margins
     keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
