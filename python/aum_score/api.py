@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
 from . import _core
 from ._version import __version__
+from .arrays import to_numpy
 from .errors import LogFormatError
 from .logs import NO_LABEL, LogFile, open_log, parse_epochs
 from .results import ScoreResult, build_result
@@ -22,7 +24,9 @@ from .thresholds import check_percentile
 NONFINITE_POLICIES = ("error", "skip")
 
 
-def _check_options(threshold_class: int | None, classes: int | None, percentile: float, nonfinite: str) -> None:
+def _check_options(
+    threshold_class: int | None, classes: int | None, percentile: float, nonfinite: str
+) -> None:
     check_percentile(percentile)
     if nonfinite not in NONFINITE_POLICIES:
         raise LogFormatError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}")
@@ -108,16 +112,6 @@ def _progress_bar(files: Sequence[LogFile]):
     return click.progressbar(length=total, label="scoring", file=sys.stderr)
 
 
-def _to_numpy(values: Any) -> np.ndarray:
-    """numpy view of an array-like: numpy, lists, torch (any device), tf, jax."""
-    if hasattr(values, "detach"):  # torch: leave the autograd graph, come to the host
-        values = values.detach()
-        if str(getattr(values, "dtype", "")) == "torch.bfloat16":
-            values = values.float()
-        values = values.cpu().numpy()
-    return np.asarray(values)
-
-
 class Scorer:
     """AUM computed while training: feed batches, read the result at any time.
 
@@ -159,7 +153,9 @@ class Scorer:
             raise LogFormatError("sample ids changed between integers and strings")
         return self._accumulator
 
-    def _keys(self, accumulator: _core.Accumulator, sample_ids: np.ndarray, where: str) -> np.ndarray:
+    def _keys(
+        self, accumulator: _core.Accumulator, sample_ids: np.ndarray, where: str
+    ) -> np.ndarray:
         if accumulator.string_ids:
             return sample_keys(accumulator, pa.array(sample_ids.astype(str), pa.string()), where)
         return sample_ids.astype(np.int64, copy=False)
@@ -168,20 +164,22 @@ class Scorer:
         """Add one margin per row: ``logits`` (rows x C), ``labels`` (rows; None to use labels
         given with :meth:`set_labels`), ``sample_ids`` (rows; integers or strings)."""
         started = time.perf_counter()
-        logits = _to_numpy(logits)
+        logits = to_numpy(logits)
         if logits.ndim != 2:
             raise LogFormatError(f"logits must be 2-D (rows x classes), got shape {logits.shape}")
         if logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8):
             logits = logits.astype(np.float32)
-        if not logits.flags.c_contiguous and (logits.strides[1] != logits.itemsize or logits.strides[0] < 0):
+        if not logits.flags.c_contiguous and (
+            logits.strides[1] != logits.itemsize or logits.strides[0] < 0
+        ):
             logits = np.ascontiguousarray(logits)
-        ids = _to_numpy(sample_ids).reshape(-1)
+        ids = to_numpy(sample_ids).reshape(-1)
         accumulator = self._state(logits.shape[1], ids.dtype.kind in "USO")
         where = f"batch {self._batches}"
         if labels is None:
             label_array = np.full(len(ids), NO_LABEL, dtype=np.int64)
         else:
-            label_array = _to_numpy(labels).reshape(-1)
+            label_array = to_numpy(labels).reshape(-1)
             if label_array.dtype.kind not in "iu":
                 raise LogFormatError(f"{where}: labels must be integers, got {label_array.dtype}")
             label_array = label_array.astype(np.int64, copy=False)
@@ -202,20 +200,24 @@ class Scorer:
                 threads=self.threads,
             )
         except ValueError as exc:
-            raise LogFormatError(row_error_message(exc, where, Sources(logs=["an earlier batch"]))) from None
+            raise LogFormatError(
+                row_error_message(exc, where, Sources(logs=["an earlier batch"]))
+            ) from None
         self._batches += 1
         self._seconds += time.perf_counter() - started
 
     def set_labels(self, sample_ids: Any, labels: Any, num_classes: int | None = None) -> None:
         """Known labels for samples whose rows will come without one."""
-        ids = _to_numpy(sample_ids).reshape(-1)
+        ids = to_numpy(sample_ids).reshape(-1)
         classes = num_classes or self.num_classes
         if classes is None:
             raise LogFormatError("set_labels needs num_classes (here or in Scorer())")
         accumulator = self._state(classes, ids.dtype.kind in "USO")
         try:
             accumulator.set_labels(
-                self._keys(accumulator, ids, "labels"), _to_numpy(labels).astype(np.int64), _core.LABELS_SOURCE
+                self._keys(accumulator, ids, "labels"),
+                to_numpy(labels).astype(np.int64),
+                _core.LABELS_SOURCE,
             )
         except ValueError as exc:
             raise LogFormatError(row_error_message(exc, "labels", Sources())) from None
@@ -234,7 +236,7 @@ class Scorer:
             raise LogFormatError("no rows were added")
         return self._accumulator.to_bytes()
 
-    def merge(self, other: "Scorer") -> None:
+    def merge(self, other: Scorer) -> None:
         """Add another scorer's rows (disjoint rows of the same run) into this one."""
         if other._accumulator is None:
             return
@@ -248,7 +250,7 @@ class Scorer:
             raise LogFormatError(str(exc)) from None
 
     @classmethod
-    def from_bytes(cls, data: bytes, **options: Any) -> "Scorer":
+    def from_bytes(cls, data: bytes, **options: Any) -> Scorer:
         try:
             accumulator = _core.Accumulator.from_bytes(data)
         except ValueError as exc:
@@ -261,13 +263,13 @@ class Scorer:
 def margins(logits: Any, labels: Any, threads: int | None = None) -> np.ndarray:
     """Margin of each row, as the core computes it: ``z[y] - max_{j != y} z[j]`` (float32
     arithmetic for float16/float32 logits, float64 for float64); NaN where a row holds NaN/inf."""
-    logits = _to_numpy(logits)
+    logits = to_numpy(logits)
     if logits.ndim == 2 and (logits.dtype.kind != "f" or logits.dtype.itemsize not in (2, 4, 8)):
         logits = logits.astype(np.float32)
     if logits.ndim == 2 and not logits.flags.c_contiguous:
         logits = np.ascontiguousarray(logits)
     try:
-        return _core.margins(logits, _to_numpy(labels).astype(np.int64), threads or 0)
+        return _core.margins(logits, to_numpy(labels).astype(np.int64), threads or 0)
     except ValueError as exc:
         raise LogFormatError(row_error_message(exc, "logits", Sources())) from None
 

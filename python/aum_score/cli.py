@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import click
 
@@ -63,15 +63,60 @@ def main() -> None:
 
 @main.command(epilog=SCORE_EXAMPLES)
 @click.argument("logs", nargs=-1, required=True, type=click.Path())
-@click.option("--labels", type=click.Path(), help="Table of sample_id,label (.parquet/.arrow/.csv) for logs without a label column.")
-@click.option("-o", "--output", type=click.Path(), help="Write the result here (.parquet, .csv, .arrow, .feather); written atomically.")
-@click.option("--epochs", metavar="START:END", help="Epochs to score, Python slice semantics (1:150 is epochs 1..149; 1: and :150 work).")
-@click.option("--threshold-class", type=int, metavar="K", help="Rows labelled K are threshold samples; enables the mislabeled flags.")
-@click.option("--percentile", type=click.FloatRange(0, 100), default=99.0, show_default=True, help="Percentile of the threshold samples' AUMs used as the cut-off.")
-@click.option("--nonfinite", type=click.Choice(["error", "skip"]), default="error", show_default=True, help="What to do with rows whose logits hold NaN or inf.")
-@click.option("--allow-label-changes", is_flag=True, help="Let a sample's rows carry different labels, each row using its own (the reference library's behaviour).")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for the margin kernel (default: all cores).")
-@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True, help="Without -o/--json: how many of the most suspicious samples to print.")
+@click.option(
+    "--labels",
+    type=click.Path(),
+    help="Table of sample_id,label (.parquet/.arrow/.csv) for logs without a label column.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    help="Write the result here (.parquet, .csv, .arrow, .feather); written atomically.",
+)
+@click.option(
+    "--epochs",
+    metavar="START:END",
+    help="Epochs to score, Python slice semantics (1:150 is epochs 1..149; 1: and :150 work).",
+)
+@click.option(
+    "--threshold-class",
+    type=int,
+    metavar="K",
+    help="Rows labelled K are threshold samples; enables the mislabeled flags.",
+)
+@click.option(
+    "--percentile",
+    type=click.FloatRange(0, 100),
+    default=99.0,
+    show_default=True,
+    help="Percentile of the threshold samples' AUMs used as the cut-off.",
+)
+@click.option(
+    "--nonfinite",
+    type=click.Choice(["error", "skip"]),
+    default="error",
+    show_default=True,
+    help="What to do with rows whose logits hold NaN or inf.",
+)
+@click.option(
+    "--allow-label-changes",
+    is_flag=True,
+    help="Let a sample's rows carry different labels, each row using its own (as the `aum` "
+    "library does).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads for the margin kernel (default: all cores).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Without -o/--json: how many of the most suspicious samples to print.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines on stderr.")
 def score(
@@ -128,8 +173,14 @@ def format_top(table, top: int) -> str:
     rows = table.slice(0, top).to_pylist()
     header = ["sample_id", "label", "aum", "count", "threshold_sample", "mislabeled"]
     cells = [header] + [
-        [str(r["sample_id"]), str(r["label"]), f"{r['aum']:.4f}", str(r["count"]),
-         str(r["threshold_sample"]), "" if r["mislabeled"] is None else str(r["mislabeled"])]
+        [
+            str(r["sample_id"]),
+            str(r["label"]),
+            f"{r['aum']:.4f}",
+            str(r["count"]),
+            str(r["threshold_sample"]),
+            "" if r["mislabeled"] is None else str(r["mislabeled"]),
+        ]
         for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -137,7 +188,9 @@ def format_top(table, top: int) -> str:
 
 
 def format_summary(summary) -> str:
-    threshold = "none (no threshold samples)" if summary.threshold is None else f"{summary.threshold:.4f}"
+    threshold = (
+        "none (no threshold samples)" if summary.threshold is None else f"{summary.threshold:.4f}"
+    )
     return (
         f"{summary.samples} samples, {summary.rows} rows, {summary.epochs} epochs, "
         f"{summary.classes} classes; threshold samples: {summary.threshold_samples}, "
@@ -147,10 +200,25 @@ def format_summary(summary) -> str:
 
 
 @main.command()
-@click.option("--workdir", type=click.Path(file_okay=False), help="Keep the demo's logs and results here (default: a temporary directory).")
-@click.option("--noise", type=click.FloatRange(0, 0.9), default=0.2, show_default=True, help="Fraction of labels flipped uniformly at random.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    help="Keep the demo's logs and results here (default: a temporary directory).",
+)
+@click.option(
+    "--noise",
+    type=click.FloatRange(0, 0.9),
+    default=0.2,
+    show_default=True,
+    help="Fraction of labels flipped uniformly at random.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the demo's tuned value).")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs (default: the demo's tuned value).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the demo's report as one JSON object.")
 def demo(workdir: str | None, noise: float, seed: int, epochs: int | None, as_json: bool) -> None:
     """Run the whole method offline on real data (UCI handwritten digits).

@@ -28,7 +28,7 @@ def read_labels(path: str | os.PathLike, string_ids: bool) -> tuple[pa.Array, np
 
             table = pq.read_table(path)
         elif suffix in (".arrow", ".feather", ".arrows", ".ipc"):
-            import pyarrow.feather as feather
+            from pyarrow import feather
 
             table = feather.read_table(path)
         else:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Union
 
 import numpy as np
 import pyarrow as pa
@@ -127,8 +127,6 @@ def read_batches(
         raise LogFormatError(f"{path}: cannot read ({exc}); truncated or corrupt?") from None
 
 
-
-
 def _sniff_format(path: str) -> str:
     with open(path, "rb") as f:
         head = f.read(8)
@@ -184,8 +182,10 @@ def open_log_file(path: str, position: int) -> LogFile:
         id_type = id_type.value_type
     if pa.types.is_integer(id_type):
         string_ids = False
-    elif pa.types.is_string(id_type) or pa.types.is_large_string(id_type) or (
-        hasattr(pa.types, "is_string_view") and pa.types.is_string_view(id_type)
+    elif (
+        pa.types.is_string(id_type)
+        or pa.types.is_large_string(id_type)
+        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(id_type))
     ):
         string_ids = True
     else:
@@ -294,7 +294,9 @@ def logits_matrix(column: pa.Array, classes: int, where: str) -> np.ndarray:
     return array.reshape(rows, classes)
 
 
-def integer_column(column: pa.Array, name: str, where: str, nulls_to: int | None = None) -> np.ndarray:
+def integer_column(
+    column: pa.Array, name: str, where: str, nulls_to: int | None = None
+) -> np.ndarray:
     """int64 numpy array of an integer column; nulls become ``nulls_to`` or are an error."""
     if column.null_count:
         if nulls_to is None:
@@ -320,5 +322,7 @@ def string_buffers(column: pa.Array, where: str) -> tuple[np.ndarray, np.ndarray
     offsets = np.frombuffer(offsets_buf, dtype=offset_type)[
         column.offset : column.offset + len(column) + 1
     ]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    )
     return offsets, data

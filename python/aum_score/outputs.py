@@ -26,7 +26,7 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write ``table`` to ``path`` (.parquet, .csv, .arrow, .feather); no partial file on failure."""
+    """Write ``table`` to ``path`` (.parquet/.csv/.arrow/.feather); no partial file on failure."""
     fmt = output_format(path)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
@@ -41,7 +41,7 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
 
             pacsv.write_csv(table, tmp)
         else:
-            import pyarrow.feather as feather
+            from pyarrow import feather
 
             feather.write_feather(table, tmp, compression="uncompressed")
         os.replace(tmp, path)

@@ -3,8 +3,9 @@ messages that name the file and row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +40,9 @@ class Sources:
         return None
 
 
-def row_error_message(exc: Exception, where: str, sources: Sources, rows: np.ndarray | None = None) -> str:
+def row_error_message(
+    exc: Exception, where: str, sources: Sources, rows: np.ndarray | None = None
+) -> str:
     """``where: row N: what`` for a core RowError (``rows`` maps batch rows to file rows)."""
     if isinstance(exc, _core.RowError):
         what, row, source = exc.args
@@ -115,7 +118,9 @@ def accumulate_log(
                     epoch_of_row = epoch_of_row[keep]
                 if len(epoch_of_row):
                     low, high = int(epoch_of_row.min()), int(epoch_of_row.max())
-                    progress.epochs.update({low} if low == high else set(np.unique(epoch_of_row).tolist()))
+                    progress.epochs.update(
+                        {low} if low == high else set(np.unique(epoch_of_row).tolist())
+                    )
             elif len(batch):
                 progress.epochs.add(log.epoch)
             where = log.path

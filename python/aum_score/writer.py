@@ -22,6 +22,8 @@ from typing import Any, Self
 import numpy as np
 import pyarrow as pa
 
+from .arrays import to_numpy
+
 __all__ = ["LogitWriter"]
 
 LOG_FORMAT_VERSION = b"1"
@@ -31,23 +33,6 @@ _ARROW_FLOAT = {
     np.dtype(np.float32): pa.float32(),
     np.dtype(np.float64): pa.float64(),
 }
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    """Turn a numpy/torch/tf/jax/list array-like into a numpy array without importing frameworks."""
-    if hasattr(x, "detach") and hasattr(
-        x, "numpy"
-    ):  # torch.Tensor (any device, maybe requiring grad)
-        x = x.detach()
-        if hasattr(x, "cpu"):
-            x = x.cpu()
-        try:
-            return x.numpy()
-        except TypeError:  # bfloat16 and other dtypes numpy cannot hold
-            return x.float().numpy()
-    if isinstance(x, (pa.Array, pa.ChunkedArray)):
-        return x.to_numpy(zero_copy_only=False)
-    return np.asarray(x)  # tf EagerTensor, jax Array, pandas, lists all implement __array__
 
 
 class LogitWriter:
@@ -143,7 +128,7 @@ class LogitWriter:
     # ------------------------------------------------------------------ validation
     def _check_logits(self, logits: Any) -> np.ndarray:
         try:
-            z = _to_numpy(logits)
+            z = to_numpy(logits)
         except (ValueError, TypeError) as exc:  # e.g. ragged nested lists
             raise ValueError(f"logits: cannot convert to an array: {exc}") from None
         if z.ndim != 2:
@@ -166,7 +151,7 @@ class LogitWriter:
         return z
 
     def _check_ids(self, sample_ids: Any, n: int) -> np.ndarray:
-        ids = _to_numpy(sample_ids)
+        ids = to_numpy(sample_ids)
         if ids.ndim == 2 and ids.shape[1] == 1:  # column vectors, e.g. (batch, 1) index tensors
             ids = ids.reshape(-1)
         if ids.ndim != 1:
@@ -199,7 +184,7 @@ class LogitWriter:
             )
         if not has:
             return None
-        y = _to_numpy(labels)
+        y = to_numpy(labels)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.reshape(-1)
         if y.ndim != 1:
