@@ -37,7 +37,10 @@ class CliRun:
         return self.stdout + self.stderr
 
     def __repr__(self) -> str:
-        return f"CliRun(exit={self.exit_code}, stdout={self.stdout[-2000:]!r}, stderr={self.stderr[-2000:]!r}, exc={self.exception!r})"
+        return (
+            f"CliRun(exit={self.exit_code}, stdout={self.stdout[-2000:]!r}, "
+            f"stderr={self.stderr[-2000:]!r}, exc={self.exception!r})"
+        )
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def rows_of(epochs: Mapping[int, Rows], selected: Callable[[int], bool] = lambda
 
 
 def make_ids(rng: np.random.Generator, n: int, kind: str = "int") -> np.ndarray:
-    """Distinct sample ids: 'int' = sparse int64 including negatives and extremes, 'str' = strings."""
+    """Distinct ids: 'int' = sparse int64 with negatives and both extremes, 'str' = strings."""
     if kind == "int":
         ids = set()
         ids.update([np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0][: max(0, min(4, n))])

@@ -1,4 +1,4 @@
-"""Bad input: a clear one-line error naming file/column/row, non-zero exit, no traceback, no output."""
+"""Bad input: one clear error line naming file/column/row, exit != 0, no traceback, no output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hypothesis properties: margins equal numpy, Scorer equals the reference, batching is irrelevant."""
+"""Hypothesis properties: margins equal numpy, Scorer equals the reference, batching is moot."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def run_scorer(C, rows: Rows, batches, **kw):
 
 
 @given(logs())
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=300, **SETTINGS)
 def test_scorer_equals_reference(case):
     C, rows, batches = case
     res = run_scorer(C, rows, batches)
@@ -100,7 +100,7 @@ def test_scorer_equals_reference(case):
 
 
 @given(logs(), st.data())
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 def test_batching_does_not_change_result(case, data):
     C, rows, batches = case
     n = len(rows)
@@ -121,7 +121,7 @@ def test_batching_does_not_change_result(case, data):
 
 
 @given(logs(), st.integers(0, 2**32 - 1))
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 def test_label_changes_follow_each_row(case, seed):
     C, rows, batches = case
     # Per-row random labels: with allow_label_changes every margin uses its own row's label.

@@ -1,4 +1,4 @@
-"""LogitWriter against the spec's log format (api-spec.md, "The logit log written by LogitWriter")."""
+"""LogitWriter against the log format in api-spec.md ("The logit log written by LogitWriter")."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any, Callable
@@ -101,6 +102,11 @@ def score(
         )
     result = build_result(accumulator, threshold_class, percentile, 0.0, len(read.epochs))
     result.summary.set_seconds(time.perf_counter() - started)
+    if threshold_class is not None and result.summary.threshold_samples == 0:
+        warnings.warn(
+            f"no sample has the threshold class {threshold_class}, so nothing is flagged",
+            stacklevel=2,
+        )
     return result
 
 

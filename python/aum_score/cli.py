@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,7 +40,11 @@ def user_errors() -> Iterator[None]:
     from .errors import LogFormatError
 
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            click.echo(f"Warning: {warning.message}", err=True)
     except (LogFormatError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     except (pa.ArrowException, ValueError) as exc:

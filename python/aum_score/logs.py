@@ -119,10 +119,12 @@ def read_batches(
         with pa.memory_map(path) as source:
             if fmt == "file":
                 reader = pa.ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    yield reader.get_batch(i)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
             else:
-                yield from pa.ipc.open_stream(source)
+                batches = pa.ipc.open_stream(source)
+            for batch in batches:
+                batch.validate()  # buffer sizes match the declared lengths: no reads past them
+                yield batch
     except (pa.ArrowException, OSError) as exc:
         raise LogFormatError(f"{path}: cannot read ({exc}); truncated or corrupt?") from None
 
@@ -146,12 +148,14 @@ def _read_schema(path: str, fmt: str) -> pa.Schema:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.read_schema(path, memory_map=True)
-        with pa.memory_map(path) as source:
-            if fmt == "file":
-                return pa.ipc.open_file(source).schema
-            return pa.ipc.open_stream(source).schema
-    except (pa.ArrowException, OSError) as exc:
+            schema = pq.read_schema(path, memory_map=True)
+        else:
+            with pa.memory_map(path) as source:
+                reader = pa.ipc.open_file(source) if fmt == "file" else pa.ipc.open_stream(source)
+                schema = reader.schema
+        schema.names, schema.metadata  # noqa: B018 - decode now: names may be corrupt bytes
+        return schema
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise LogFormatError(
             f"{path}: not a valid Arrow IPC or Parquet file ({exc}); was it truncated while "
             "being written?"
@@ -317,6 +321,10 @@ def string_buffers(column: pa.Array, where: str) -> tuple[np.ndarray, np.ndarray
         raise LogFormatError(f"{where}: column 'sample_id' is null in row {row}")
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = column.cast(pa.string())  # dictionary or view layouts
+    try:
+        column.validate(full=True)  # offsets in bounds and valid UTF-8; ids are few bytes
+    except pa.ArrowInvalid as exc:
+        raise LogFormatError(f"{where}: column 'sample_id' is corrupt ({exc})") from None
     _, offsets_buf, data_buf = column.buffers()
     offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
     offsets = np.frombuffer(offsets_buf, dtype=offset_type)[
