@@ -288,3 +288,13 @@ def test_unknown_output_extension(cli, tmp_path, log):
     assert r.exit_code != 0 and r.exception is None, r
     assert "Traceback" not in r.output
     assert not (tmp_path / "r.xlsx").exists()
+
+
+def test_threshold_class_without_samples_warns_on_stderr(cli, tmp_path, rng):
+    # Labels use classes 0..3 of 5: class 4 (the usual threshold class) has no samples.
+    epochs = make_epochs(rng, n_epochs=2, num_classes=5, labels=rng.integers(0, 4, 40))
+    write_log(tmp_path, epochs)
+    r = cli(tmp_path, "--threshold-class", "4", "--json")
+    assert r.exit_code == 0, r
+    assert "Warning: no sample has the threshold class 4" in r.stderr
+    assert json.loads(r.stdout)["threshold"] is None

@@ -484,7 +484,8 @@ def test_no_threshold_class_means_all_null(tmp_path, rng):
 def test_threshold_class_with_no_such_samples_means_all_null(tmp_path, rng):
     epochs = make_epochs(rng, n_epochs=2, num_classes=5, labels=np.zeros(40, np.int64) + 1)
     write_log(tmp_path, epochs)
-    res = aum_score.score(tmp_path, threshold_class=4)
+    with pytest.warns(UserWarning, match="threshold class 4"):
+        res = aum_score.score(tmp_path, threshold_class=4)
     check_result_schema(res.table)
     assert res.table.column("mislabeled").null_count == res.table.num_rows
     assert res.summary.threshold_samples == 0 and res.summary.flagged == 0
