@@ -1,5 +1,8 @@
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <pybind11/stl.h>
 
 #include "aum/accumulator.hpp"
 #include "buffers.hpp"
@@ -26,11 +29,18 @@ void register_accumulator(py::module_& m) {
           "add",
           [](aum::Accumulator& self, const py::array& logits, const Int64Array& labels,
              const Int64Array& keys, int32_t source, bool skip_nonfinite,
-             bool allow_label_changes, int threads) {
+             bool allow_label_changes, int threads, int64_t epoch,
+             const std::optional<Int64Array>& epochs, int64_t tally_label) {
             const aum::LogitBlock block = logit_block(logits);
             check_length(labels, block.rows, "labels");
             check_length(keys, block.rows, "sample ids");
             aum::AddOptions options;
+            if (epochs) {
+              check_length(*epochs, block.rows, "epochs");
+              options.epochs = epochs->data();
+            }
+            options.epoch = epoch;
+            options.tally_label = tally_label;
             options.skip_nonfinite = skip_nonfinite;
             options.allow_label_changes = allow_label_changes;
             options.threads = threads;
@@ -44,8 +54,10 @@ void register_accumulator(py::module_& m) {
           },
           py::arg("logits"), py::arg("labels"), py::arg("keys"), py::arg("source") = 0,
           py::arg("skip_nonfinite") = false, py::arg("allow_label_changes") = false,
-          py::arg("threads") = 0,
-          "Add one margin per row; returns (added, skipped). All-or-nothing on error.")
+          py::arg("threads") = 0, py::arg("epoch") = 0, py::arg("epochs") = py::none(),
+          py::arg("tally_label") = aum::kNoLabel,
+          "Add one margin per row; returns (added, skipped). All-or-nothing on error. Rows are "
+          "tallied per epoch (`epochs` per row, else `epoch`), rows labelled `tally_label` apart.")
       .def(
           "intern",
           [](aum::Accumulator& self, const py::array& offsets, const py::array& data) {
@@ -103,6 +115,30 @@ void register_accumulator(py::module_& m) {
                                   to_numpy(self.sums()), to_numpy(self.counts()));
           },
           "(keys, labels, sums, counts) of every sample slot, in order of first appearance.")
+      .def(
+          "epoch_tallies",
+          [](const aum::Accumulator& self) {
+            const auto& tallies = self.epoch_tallies();
+            std::vector<int64_t> epoch, rows, tallied, fitted;
+            std::vector<double> sum, tallied_sum;
+            for (const auto& [e, t] : tallies) {
+              epoch.push_back(e);
+              rows.push_back(t.rows);
+              sum.push_back(t.margin_sum);
+              tallied.push_back(t.tallied_rows);
+              fitted.push_back(t.tallied_fitted);
+              tallied_sum.push_back(t.tallied_margin_sum);
+            }
+            py::dict out;
+            out["epoch"] = to_numpy(epoch);
+            out["rows"] = to_numpy(rows);
+            out["margin_sum"] = to_numpy(sum);
+            out["tallied_rows"] = to_numpy(tallied);
+            out["tallied_fitted"] = to_numpy(fitted);
+            out["tallied_margin_sum"] = to_numpy(tallied_sum);
+            return out;
+          },
+          "Per-epoch tallies of margins (all rows; rows of the tallied class), epoch ascending.")
       .def_property_readonly("classes", &aum::Accumulator::classes)
       .def_property_readonly("string_ids",
                              [](const aum::Accumulator& self) {

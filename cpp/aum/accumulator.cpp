@@ -86,14 +86,28 @@ AddStats Accumulator::add(const LogitBlock& block, const int64_t* labels, const 
       if (!row_finite_[r]) fail("logits are NaN or infinite", r, kNoSource);
   }
   // Serial scatter in row order: sums equal a sequential float64 sum, as in the reference.
+  int64_t tally_epoch = options.epochs && rows ? options.epochs[0] : options.epoch;
+  EpochTally* tally = rows ? &tallies_[tally_epoch] : nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     if (!row_finite_[r]) {
       ++stats.skipped;
       continue;
     }
-    sums_[row_slots_[r]] += row_margins_[r];
+    const double margin = row_margins_[r];
+    sums_[row_slots_[r]] += margin;
     counts_[row_slots_[r]] += 1;
     ++stats.added;
+    if (options.epochs && options.epochs[r] != tally_epoch) {
+      tally_epoch = options.epochs[r];
+      tally = &tallies_[tally_epoch];
+    }
+    tally->rows += 1;
+    tally->margin_sum += margin;
+    if (row_labels_[r] == options.tally_label) {
+      tally->tallied_rows += 1;
+      tally->tallied_fitted += margin > 0.0 ? 1 : 0;
+      tally->tallied_margin_sum += margin;
+    }
   }
   rows_added_ += stats.added;
   rows_skipped_ += stats.skipped;
@@ -144,6 +158,14 @@ void Accumulator::merge(const Accumulator& other, bool allow_label_changes) {
     }
     sums_[slot] += other.sums_[s];
     counts_[slot] += other.counts_[s];
+  }
+  for (const auto& [epoch, theirs] : other.tallies_) {
+    EpochTally& mine = tallies_[epoch];
+    mine.rows += theirs.rows;
+    mine.margin_sum += theirs.margin_sum;
+    mine.tallied_rows += theirs.tallied_rows;
+    mine.tallied_fitted += theirs.tallied_fitted;
+    mine.tallied_margin_sum += theirs.tallied_margin_sum;
   }
   rows_added_ += other.rows_added_;
   rows_skipped_ += other.rows_skipped_;

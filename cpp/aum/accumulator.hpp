@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,11 @@ enum class IdKind : uint8_t { integer = 0, string = 1 };
 constexpr int64_t kNoLabel = std::numeric_limits<int64_t>::min();
 
 struct AddOptions {
+  // Epoch of the rows: per row (`epochs`, may be null) or one for the whole batch (`epoch`).
+  const int64_t* epochs = nullptr;
+  int64_t epoch = 0;
+  // Rows with this label (the threshold class) are also tallied per epoch; kNoLabel: none.
+  int64_t tally_label = kNoLabel;
   bool skip_nonfinite = false;       // false: a NaN/inf row is an error
   bool allow_label_changes = false;  // true: each row uses its own label (the reference's way)
   int threads = 0;                   // 0: all OpenMP threads
@@ -27,6 +33,16 @@ struct AddOptions {
 struct AddStats {
   int64_t added = 0;    // margins added
   int64_t skipped = 0;  // rows with NaN/inf logits skipped
+};
+
+// Per-epoch summary of the margins: all rows, and the rows of the tallied (threshold) class.
+// Shows training progress and when threshold samples start being fitted (memorisation).
+struct EpochTally {
+  int64_t rows = 0;
+  double margin_sum = 0.0;
+  int64_t tallied_rows = 0;
+  int64_t tallied_fitted = 0;  // tallied rows with margin > 0
+  double tallied_margin_sum = 0.0;
 };
 
 class Accumulator {
@@ -56,6 +72,7 @@ class Accumulator {
   const std::vector<int64_t>& labels() const { return labels_; }
   const std::vector<double>& sums() const { return sums_; }
   const std::vector<int64_t>& counts() const { return counts_; }
+  const std::map<int64_t, EpochTally>& epoch_tallies() const { return tallies_; }
   StringIds& strings() { return strings_; }
   const StringIds& strings() const { return strings_; }
 
@@ -73,6 +90,7 @@ class Accumulator {
   std::vector<int32_t> sources_;  // where each label came from
   std::vector<double> sums_;
   std::vector<int64_t> counts_;
+  std::map<int64_t, EpochTally> tallies_;
   int64_t rows_added_ = 0;
   int64_t rows_skipped_ = 0;
   // Per-batch scratch, kept to avoid reallocating for every batch.

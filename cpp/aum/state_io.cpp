@@ -3,6 +3,8 @@
 //
 //   "AUMSTATE" u32 version u8 id_kind u8[3] 0  i64 classes  i64 slots  i64 rows_added
 //   i64 rows_skipped  i64 keys[slots]  i64 labels[slots]  f64 sums[slots]  i64 counts[slots]
+//   i64 epochs  {i64 epoch i64 rows f64 margin_sum i64 tallied_rows i64 tallied_fitted
+//   f64 tallied_margin_sum}[epochs]
 //   string ids only: i64 offsets[slots + 1] (into the bytes that follow)  char bytes[]
 #include <cstring>
 #include <stdexcept>
@@ -76,6 +78,15 @@ std::string Accumulator::serialize() const {
   put_all(out, labels_);
   put_all(out, sums_);
   put_all(out, counts_);
+  put(out, static_cast<int64_t>(tallies_.size()));
+  for (const auto& [epoch, t] : tallies_) {
+    put(out, epoch);
+    put(out, t.rows);
+    put(out, t.margin_sum);
+    put(out, t.tallied_rows);
+    put(out, t.tallied_fitted);
+    put(out, t.tallied_margin_sum);
+  }
   if (id_kind_ == IdKind::string) {
     int64_t offset = 0;
     put(out, offset);
@@ -110,6 +121,17 @@ Accumulator Accumulator::deserialize(const char* data, size_t size) {
   auto labels = in.get_all<int64_t>(slots);
   auto sums = in.get_all<double>(slots);
   auto counts = in.get_all<int64_t>(slots);
+  const auto epochs = in.get<int64_t>();
+  if (epochs < 0 || static_cast<uint64_t>(epochs) > in.left() / 48)
+    throw std::invalid_argument("state is truncated or corrupt");
+  for (int64_t e = 0; e < epochs; ++e) {
+    EpochTally& t = state.tallies_[in.get<int64_t>()];
+    t.rows = in.get<int64_t>();
+    t.margin_sum = in.get<double>();
+    t.tallied_rows = in.get<int64_t>();
+    t.tallied_fitted = in.get<int64_t>();
+    t.tallied_margin_sum = in.get<double>();
+  }
   if (state.id_kind_ == IdKind::string) {
     auto offsets = in.get_all<int64_t>(slots + 1);
     const std::string bytes(data + (size - in.left()), in.left());

@@ -10,12 +10,13 @@ Score a logit log written by any trainer::
 
 from ._version import __version__
 from .api import Scorer, build_info, margins, score
-from .errors import LogFormatError
+from .errors import FragileCutoffWarning, LogFormatError
 from .outputs import write_table
 from .results import ScoreResult, Summary
 from .writer import LogitWriter
 
 __all__ = [
+    "FragileCutoffWarning",
     "LogFormatError",
     "LogitWriter",
     "ScoreResult",

@@ -16,10 +16,18 @@ import pyarrow as pa
 from . import _core
 from ._version import __version__
 from .arrays import to_numpy
-from .errors import LogFormatError
+from .errors import FragileCutoffWarning, LogFormatError
 from .logs import NO_LABEL, LogFile, open_log, parse_epochs
 from .results import ScoreResult, build_result
-from .scoring import Sources, accumulate_log, add_labels_file, row_error_message, sample_keys
+from .memorisation import auto_window_end
+from .scoring import (
+    AddSettings,
+    Sources,
+    accumulate_log,
+    add_labels_file,
+    row_error_message,
+    sample_keys,
+)
 from .thresholds import check_percentile
 
 NONFINITE_POLICIES = ("error", "skip")
@@ -47,6 +55,7 @@ def score(
     percentile: float = 99.0,
     nonfinite: str = "error",
     allow_label_changes: bool = False,
+    bootstrap: int = 1000,
     threads: int | None = None,
     progress: bool = False,
     on_batch: Callable[[int], None] | None = None,
@@ -57,64 +66,80 @@ def score(
         logs: a directory of log files, one file, or a list of files/directories.
         labels: a table (.parquet, .arrow, .feather, .csv) with ``sample_id`` and ``label``, for
             logs without a ``label`` column. When both are present they must agree.
-        epochs: ``"START:END"`` or a slice: Python slice semantics on epoch numbers.
+        epochs: ``"START:END"`` or a slice: Python slice semantics on epoch numbers. ``"auto"``
+            or ``"START:auto"`` ends the window where the threshold samples start being fitted
+            (memorisation), at the cost of a second pass over the log.
         threshold_class: rows with this label are threshold samples.
         percentile: the cut-off percentile of the threshold samples' AUMs (default 99).
         nonfinite: ``"error"`` (default) or ``"skip"`` rows with NaN/inf logits.
         allow_label_changes: let rows of one sample carry different labels, each row using its
             own (the reference library's behaviour); the result shows the last label.
+        bootstrap: resamples of the threshold samples for the cut-off's interval and each
+            sample's ``flag_rate`` (0: none).
         threads: threads for the margin kernel (default: all).
         progress: show a progress bar on stderr.
         on_batch: called with the bytes of each batch read (for progress bars).
 
     Returns:
-        A :class:`ScoreResult` (``.table`` sorted by AUM ascending, ``.summary``).
+        A :class:`ScoreResult` (``.table`` sorted by AUM ascending, ``.summary``, ``.monitor``).
 
     Raises:
         LogFormatError: on any bad input, with the file, column or row named.
     """
     started = time.perf_counter()
-    selected = parse_epochs(epochs)
+    window, auto = parse_epochs(epochs)
+    if auto and threshold_class is None:
+        raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
     files = open_log(logs)
     classes = files[0].classes
     _check_options(threshold_class, classes, percentile, nonfinite)
-    accumulator = _core.Accumulator(classes, files[0].string_ids)
     sources = Sources(logs=[f.path for f in files], labels=os.fspath(labels) if labels else None)
-    if labels is not None:
-        add_labels_file(accumulator, os.fspath(labels), sources)
+    settings = AddSettings(
+        skip_nonfinite=nonfinite == "skip",
+        allow_label_changes=allow_label_changes,
+        threads=threads or 0,
+        threshold_class=threshold_class,
+    )
+
+    def one_pass(window: slice) -> _core.Accumulator:
+        accumulator = _core.Accumulator(classes, files[0].string_ids)
+        if labels is not None:
+            add_labels_file(accumulator, os.fspath(labels), sources)
+        if accumulate_log(accumulator, files, sources, window, settings, on_batch) == 0:
+            raise LogFormatError(
+                f"{files[0].path}: no rows to score"
+                + (f" in epochs {epochs}" if epochs is not None else "")
+            )
+        return accumulator
+
     with ExitStack() as stack:
         if progress and on_batch is None:
-            on_batch = stack.enter_context(_progress_bar(files)).update
-        read = accumulate_log(
-            accumulator,
-            files,
-            sources,
-            selected,
-            skip_nonfinite=nonfinite == "skip",
-            allow_label_changes=allow_label_changes,
-            threads=threads or 0,
-            on_batch=on_batch,
+            on_batch = stack.enter_context(_progress_bar(files, passes=2 if auto else 1)).update
+        result = build_result(one_pass(window), threshold_class, percentile, bootstrap)
+        if auto:
+            stop = auto_window_end(result.monitor)
+            if stop is not None:  # memorisation starts inside the log: score the window again
+                window = slice(window.start, stop)
+                monitor = result.monitor
+                result = build_result(one_pass(window), threshold_class, percentile, bootstrap)
+                result.monitor = monitor  # the whole run's monitor shows why the window ends
+    summary = result.summary
+    summary.epoch_window = [window.start, window.stop]
+    summary.set_seconds(time.perf_counter() - started)
+    if threshold_class is not None and summary.threshold_samples == 0:
+        summary.warnings.append(
+            f"no sample has the threshold class {threshold_class}, so nothing is flagged"
         )
-    if read.rows == 0:
-        raise LogFormatError(
-            f"{files[0].path}: no rows to score"
-            + (f" in epochs {epochs}" if epochs is not None else "")
-        )
-    result = build_result(accumulator, threshold_class, percentile, 0.0, len(read.epochs))
-    result.summary.set_seconds(time.perf_counter() - started)
-    if threshold_class is not None and result.summary.threshold_samples == 0:
-        warnings.warn(
-            f"no sample has the threshold class {threshold_class}, so nothing is flagged",
-            stacklevel=2,
-        )
+    for message in summary.warnings:
+        warnings.warn(message, FragileCutoffWarning, stacklevel=2)
     return result
 
 
-def _progress_bar(files: Sequence[LogFile]):
+def _progress_bar(files: Sequence[LogFile], passes: int = 1):
     """A click progress bar on stderr over the bytes of the log."""
     import click
 
-    total = sum(os.path.getsize(f.path) for f in files)
+    total = passes * sum(os.path.getsize(f.path) for f in files)
     return click.progressbar(length=total, label="scoring", file=sys.stderr)
 
 
@@ -135,6 +160,7 @@ class Scorer:
         percentile: float = 99.0,
         nonfinite: str = "error",
         allow_label_changes: bool = False,
+        bootstrap: int = 1000,
         threads: int | None = None,
     ) -> None:
         _check_options(threshold_class, num_classes, percentile, nonfinite)
@@ -145,6 +171,8 @@ class Scorer:
         self.allow_label_changes = allow_label_changes
         self.threads = threads or 0
         self._accumulator: _core.Accumulator | None = None
+        self.bootstrap = bootstrap
+        self.epoch = 0  #: epoch of rows added without an explicit epoch
         self._seconds = 0.0
         self._batches = 0
 
@@ -166,9 +194,11 @@ class Scorer:
             return sample_keys(accumulator, pa.array(sample_ids.astype(str), pa.string()), where)
         return sample_ids.astype(np.int64, copy=False)
 
-    def update(self, logits: Any, labels: Any, sample_ids: Any) -> None:
+    def update(self, logits: Any, labels: Any, sample_ids: Any, epoch: int | None = None) -> None:
         """Add one margin per row: ``logits`` (rows x C), ``labels`` (rows; None to use labels
-        given with :meth:`set_labels`), ``sample_ids`` (rows; integers or strings)."""
+        given with :meth:`set_labels`), ``sample_ids`` (rows; integers or strings). ``epoch``
+        (default: the scorer's current epoch, see :meth:`end_epoch`) feeds the memorisation
+        monitor."""
         started = time.perf_counter()
         logits = to_numpy(logits)
         if logits.ndim != 2:
@@ -204,6 +234,8 @@ class Scorer:
                 skip_nonfinite=self.nonfinite == "skip",
                 allow_label_changes=self.allow_label_changes,
                 threads=self.threads,
+                epoch=self.epoch if epoch is None else int(epoch),
+                tally_label=NO_LABEL if self.threshold_class is None else self.threshold_class,
             )
         except ValueError as exc:
             raise LogFormatError(
@@ -232,9 +264,15 @@ class Scorer:
         """The result so far (the scorer can keep being updated afterwards)."""
         if self._accumulator is None:
             raise LogFormatError("no rows were added")
-        result = build_result(self._accumulator, self.threshold_class, self.percentile, 0.0, 0)
+        result = build_result(
+            self._accumulator, self.threshold_class, self.percentile, self.bootstrap
+        )
         result.summary.set_seconds(self._seconds)
         return result
+
+    def end_epoch(self) -> None:
+        """Rows added from now on without an explicit epoch belong to the next epoch."""
+        self.epoch += 1
 
     def to_bytes(self) -> bytes:
         """The per-sample state, versioned, to save and later :meth:`from_bytes` or merge."""

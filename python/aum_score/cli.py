@@ -82,7 +82,8 @@ def main() -> None:
 @click.option(
     "--epochs",
     metavar="START:END",
-    help="Epochs to score, Python slice semantics (1:150 is epochs 1..149; 1: and :150 work).",
+    help="Epochs to score, Python slice semantics (1:150 is epochs 1..149; 1: and :150 work). "
+    "'auto' or 'START:auto' ends the window where threshold samples start being memorised.",
 )
 @click.option(
     "--threshold-class",
@@ -122,7 +123,19 @@ def main() -> None:
     show_default=True,
     help="Without -o/--json: how many of the most suspicious samples to print.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Resamples of the threshold samples for the cut-off's 95% interval and flag_rate.",
+)
+@click.option(
+    "--monitor", is_flag=True, help="Print the per-epoch memorisation monitor table."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON summary object (and the monitor)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines on stderr.")
 def score(
     logs: tuple[str, ...],
@@ -135,6 +148,8 @@ def score(
     allow_label_changes: bool,
     threads: int | None,
     top: int,
+    bootstrap: int,
+    monitor: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -143,6 +158,7 @@ def score(
     LOGS are directories of log files (.arrow, .feather, .arrows, .parquet) or files.
     """
     from .api import score as score_log
+    from .memorisation import format_monitor, sparkline
     from .outputs import output_format
 
     with user_errors():
@@ -156,6 +172,7 @@ def score(
             percentile=percentile,
             nonfinite=nonfinite,
             allow_label_changes=allow_label_changes,
+            bootstrap=bootstrap,
             threads=threads,
             progress=not quiet and sys.stderr.isatty(),
         )
@@ -163,14 +180,22 @@ def score(
             result.write(output)
     summary = result.summary
     if as_json:
-        click.echo(json.dumps(summary.to_dict()))
+        report = summary.to_dict()
+        report["monitor"] = result.monitor.to_pylist()
+        click.echo(json.dumps(report))
         return
     if output:
         if not quiet:
             click.echo(f"wrote {summary.samples} samples to {output}", err=True)
     else:
         click.echo(format_top(result.table, top))
-    click.echo(format_summary(summary), err=bool(output))
+    report = [format_summary(summary)]
+    if monitor:
+        report.append(format_monitor(result.monitor, summary.epoch_window))
+    elif summary.threshold_samples:
+        fitted = result.monitor.column("threshold_fitted").to_pylist()
+        report.append(f"threshold samples fitted by epoch: {sparkline(fitted)} (see --monitor)")
+    click.echo("\n".join(report), err=bool(output))
 
 
 def format_top(table, top: int) -> str:
@@ -196,10 +221,19 @@ def format_summary(summary) -> str:
     threshold = (
         "none (no threshold samples)" if summary.threshold is None else f"{summary.threshold:.4f}"
     )
+    if summary.threshold_interval:
+        low, high = summary.threshold_interval
+        threshold += f" (95% bootstrap interval {low:.4f} to {high:.4f})"
+    start, stop = summary.epoch_window or (None, None)
+    window = (
+        "all epochs"
+        if start is None and stop is None
+        else f"epochs {'' if start is None else start}:{'' if stop is None else stop}"
+    )
     return (
-        f"{summary.samples} samples, {summary.rows} rows, {summary.epochs} epochs, "
-        f"{summary.classes} classes; threshold samples: {summary.threshold_samples}, "
-        f"cut-off AUM: {threshold}, flagged: {summary.flagged}; "
+        f"{summary.samples} samples, {summary.rows} rows, {summary.epochs} epochs "
+        f"({window}), {summary.classes} classes; threshold samples: "
+        f"{summary.threshold_samples}, cut-off AUM: {threshold}, flagged: {summary.flagged}; "
         f"{summary.seconds:.2f} s ({summary.rows_per_second:,.0f} rows/s)"
     )
 

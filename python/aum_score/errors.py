@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class LogFormatError(ValueError):
     """A logit log, labels file or argument is not what aum-score can score."""
+
+
+class FragileCutoffWarning(UserWarning):
+    """The cut-off rests on very few threshold samples (or there are none)."""

@@ -58,16 +58,25 @@ def find_log_files(logs: PathLike | Sequence[PathLike]) -> list[str]:
     return sorted(dict.fromkeys(files), key=natural_key)
 
 
-def parse_epochs(epochs: str | slice | None) -> slice:
-    """``"START:END"`` (Python slice semantics on epoch numbers; either side may be empty)."""
+def parse_epochs(epochs: str | slice | None) -> tuple[slice, bool]:
+    """``"START:END"`` (Python slice semantics on epoch numbers; either side may be empty), or
+    ``"auto"``/``"START:auto"``: the end is chosen from the memorisation monitor. Returns the
+    window and whether its end is automatic."""
     if epochs is None:
-        return slice(None, None)
+        return slice(None, None), False
+    auto = False
     if isinstance(epochs, slice):
         start, stop, step = epochs.start, epochs.stop, epochs.step
     else:
-        parts = str(epochs).split(":")
+        text = str(epochs).strip()
+        if text == "auto":
+            text = ":auto"
+        parts = text.split(":")
         if len(parts) != 2:
-            raise LogFormatError(f"epochs {epochs!r}: expected START:END, e.g. 1:150 or 1:")
+            raise LogFormatError(f"epochs {epochs!r}: expected START:END, e.g. 1:150, 1: or auto")
+        auto = parts[1].strip() == "auto"
+        if auto:
+            parts[1] = ""
         try:
             start, stop = (int(p) if p.strip() else None for p in parts)
         except ValueError:
@@ -75,7 +84,7 @@ def parse_epochs(epochs: str | slice | None) -> slice:
         step = None
     if step not in (None, 1) or any(v is not None and v < 0 for v in (start, stop)):
         raise LogFormatError(f"epochs {epochs!r}: use non-negative START:END without a step")
-    return slice(start, stop)
+    return slice(start, stop), auto
 
 
 def epoch_selected(epoch: int, epochs: slice) -> bool:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from . import _core
 from .outputs import write_table
-from .thresholds import flag_mislabeled
+from .memorisation import monitor_table
+from .thresholds import bootstrap_thresholds, flag_mislabeled, flag_rates, fragility_warning
 
 RESULT_COLUMNS = ("sample_id", "label", "aum", "count", "threshold_sample", "mislabeled")
 
@@ -21,7 +22,7 @@ class Summary:
 
     samples: int  #: samples scored (with at least one margin)
     rows: int  #: margins averaged (rows read, less skipped ones)
-    epochs: int  #: distinct epochs scored (0 when unknown, e.g. from the streaming Scorer)
+    epochs: int  #: distinct epochs scored
     classes: int  #: logits per row (C, threshold class included)
     threshold_samples: int  #: samples whose label is the threshold class
     threshold: float | None  #: AUMs strictly below this are flagged; None without threshold samples
@@ -30,6 +31,11 @@ class Summary:
     rows_per_second: float
     skipped_rows: int = 0  #: rows with NaN/inf logits skipped (nonfinite="skip")
     percentile: float = 99.0
+    #: 95% bootstrap interval of the cut-off over resampled threshold samples
+    threshold_interval: list[float] | None = None
+    #: [start, stop) of the epochs scored; stop is None when open
+    epoch_window: list[int | None] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def set_seconds(self, seconds: float) -> None:
         self.seconds = seconds
@@ -41,10 +47,13 @@ class Summary:
 
 @dataclass
 class ScoreResult:
-    """``table``: the per-sample result (see RESULT_COLUMNS); ``summary``: a :class:`Summary`."""
+    """``table``: the per-sample result (see RESULT_COLUMNS; ``flag_rate`` follows when there are
+    threshold samples); ``summary``: a :class:`Summary`; ``monitor``: per-epoch margins of all
+    rows and of the threshold samples (see :mod:`aum_score.memorisation`)."""
 
     table: pa.Table
     summary: Summary
+    monitor: pa.Table | None = None
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the table atomically; the format follows the extension (.parquet/.csv/.arrow)."""
@@ -55,10 +64,9 @@ def build_result(
     accumulator: _core.Accumulator,
     threshold_class: int | None,
     percentile: float,
-    seconds: float,
-    epochs: int,
+    bootstrap: int = 1000,
 ) -> ScoreResult:
-    """The result table and summary of a finished accumulator."""
+    """The result table, summary and monitor of an accumulator (seconds are set by the caller)."""
     keys, labels, sums, counts = accumulator.arrays()
     scored = counts > 0  # samples only named in a labels file have no margins
     keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
@@ -75,28 +83,37 @@ def build_result(
         if accumulator.string_ids
         else pa.array(keys[order], pa.int64())
     )
-    table = pa.table(
-        {
-            "sample_id": ids,
-            "label": pa.array(labels[order], pa.int64()),
-            "aum": pa.array(aum[order], pa.float64()),
-            "count": pa.array(counts[order], pa.int64()),
-            "threshold_sample": pa.array(is_threshold[order], pa.bool_()),
-            "mislabeled": pa.array(flags[order], pa.bool_(), mask=undefined[order]),
-        }
-    )
+    columns = {
+        "sample_id": ids,
+        "label": pa.array(labels[order], pa.int64()),
+        "aum": pa.array(aum[order], pa.float64()),
+        "count": pa.array(counts[order], pa.int64()),
+        "threshold_sample": pa.array(is_threshold[order], pa.bool_()),
+        "mislabeled": pa.array(flags[order], pa.bool_(), mask=undefined[order]),
+    }
+    cutoffs = bootstrap_thresholds(aum[is_threshold], percentile, bootstrap)
+    interval = None
+    if len(cutoffs):
+        rates = flag_rates(aum, cutoffs)
+        columns["flag_rate"] = pa.array(rates[order], pa.float64(), mask=undefined[order])
+        interval = [float(np.quantile(cutoffs, 0.025)), float(np.quantile(cutoffs, 0.975))]
+    monitor = monitor_table(accumulator.epoch_tallies())
     rows = int(accumulator.rows_added)
     summary = Summary(
         samples=len(aum),
         rows=rows,
-        epochs=epochs,
+        epochs=monitor.num_rows,
         classes=int(accumulator.classes),
         threshold_samples=int(is_threshold.sum()),
         threshold=threshold,
         flagged=int(flags.sum()),
-        seconds=seconds,
-        rows_per_second=rows / seconds if seconds > 0 else 0.0,
+        seconds=0.0,
+        rows_per_second=0.0,
         skipped_rows=int(accumulator.rows_skipped),
         percentile=percentile,
+        threshold_interval=interval,
     )
-    return ScoreResult(table, summary)
+    warning = fragility_warning(summary.threshold_samples, percentile)
+    if warning:
+        summary.warnings.append(warning)
+    return ScoreResult(pa.table(columns), summary, monitor)

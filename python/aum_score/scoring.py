@@ -78,10 +78,21 @@ def add_labels_file(accumulator: _core.Accumulator, path: str, sources: Sources)
 
 
 @dataclass
-class LogProgress:
-    rows: int = 0
-    epochs: set = field(default_factory=set)
-    files: int = 0
+class AddSettings:
+    """How rows are added to the accumulator (see :func:`aum_score.score`)."""
+
+    skip_nonfinite: bool = False
+    allow_label_changes: bool = False
+    threads: int = 0
+    threshold_class: int | None = None  # rows of this class are tallied per epoch
+
+    def kwargs(self) -> dict:
+        return {
+            "skip_nonfinite": self.skip_nonfinite,
+            "allow_label_changes": self.allow_label_changes,
+            "threads": self.threads,
+            "tally_label": NO_LABEL if self.threshold_class is None else self.threshold_class,
+        }
 
 
 def accumulate_log(
@@ -89,22 +100,20 @@ def accumulate_log(
     files: Sequence[LogFile],
     sources: Sources,
     epochs: slice,
-    *,
-    skip_nonfinite: bool = False,
-    allow_label_changes: bool = False,
-    threads: int = 0,
+    settings: AddSettings,
     on_batch: Callable[[int], None] | None = None,
-) -> LogProgress:
-    """Add every selected row of ``files`` to ``accumulator``."""
-    progress = LogProgress()
+) -> int:
+    """Add every row of ``files`` in the ``epochs`` window to ``accumulator``; returns the rows
+    read."""
+    rows_read = 0
     for number, log in enumerate(files):
         if log.epoch is not None and not epoch_selected(log.epoch, epochs):
             continue
-        progress.files += 1
         start = 0  # row number of the batch's first row within the file
         for batch in log.batches():
-            rows = None
+            rows = None  # file row of each batch row, when rows were filtered out
             file_rows = len(batch)
+            epoch_of_row = None
             if log.has_epoch_column:
                 epoch_of_row = integer_column(batch.column("epoch"), "epoch", log.path)
                 keep = np.ones(len(batch), dtype=bool)
@@ -116,28 +125,18 @@ def accumulate_log(
                     rows = np.flatnonzero(keep) + start
                     batch = batch.filter(pa.array(keep))
                     epoch_of_row = epoch_of_row[keep]
-                if len(epoch_of_row):
-                    low, high = int(epoch_of_row.min()), int(epoch_of_row.max())
-                    progress.epochs.update(
-                        {low} if low == high else set(np.unique(epoch_of_row).tolist())
-                    )
-            elif len(batch):
-                progress.epochs.add(log.epoch)
-            where = log.path
             try:
-                add_arrow_batch(
-                    accumulator, batch, log, number, skip_nonfinite, allow_label_changes, threads
-                )
+                add_arrow_batch(accumulator, batch, log, number, settings, epoch_of_row)
             except _core.RowError as exc:
                 row_map = rows if rows is not None else np.arange(start, start + len(batch))
-                raise LogFormatError(row_error_message(exc, where, sources, row_map)) from None
+                raise LogFormatError(row_error_message(exc, log.path, sources, row_map)) from None
             except LogFormatError as exc:
                 raise LogFormatError(_shift_rows(str(exc), start, rows)) from None
-            progress.rows += len(batch)
+            rows_read += len(batch)
             start += file_rows
             if on_batch is not None:
                 on_batch(batch.nbytes)
-    return progress
+    return rows_read
 
 
 def _shift_rows(message: str, start: int, rows: np.ndarray | None) -> str:
@@ -156,9 +155,8 @@ def add_arrow_batch(
     batch: pa.RecordBatch,
     log: LogFile,
     source: int,
-    skip_nonfinite: bool,
-    allow_label_changes: bool,
-    threads: int,
+    settings: AddSettings,
+    epoch_of_row: np.ndarray | None,
 ) -> None:
     logits = logits_matrix(batch.column("logits"), accumulator.classes, log.path)
     keys = sample_keys(accumulator, batch.column("sample_id"), log.path)
@@ -171,7 +169,7 @@ def add_arrow_batch(
         labels,
         keys,
         source=source,
-        skip_nonfinite=skip_nonfinite,
-        allow_label_changes=allow_label_changes,
-        threads=threads,
+        epoch=log.epoch or 0,
+        epochs=epoch_of_row,
+        **settings.kwargs(),
     )

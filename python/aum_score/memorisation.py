@@ -1,0 +1,84 @@
+"""The memorisation monitor: per epoch, how far the network has fitted the threshold samples.
+
+Threshold samples carry a fake class, so a network that generalises gives them negative margins;
+once it starts memorising, their margins turn positive - and so do those of the truly mislabeled
+samples, whose AUMs then drift up into the clean ones'. The fraction of threshold samples fitted
+(margin > 0) at each epoch therefore shows when memorisation starts, without clean data, and
+``epochs="auto"`` ends the AUM window there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+# --epochs auto ends the window at the first epoch whose fitted fraction exceeds this.
+AUTO_FITTED_LEVEL = 0.5
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def monitor_table(tallies: dict) -> pa.Table:
+    """Per epoch: rows, mean margin, and the threshold samples' rows, fraction fitted and mean
+    margin (null where an epoch has no threshold rows)."""
+    rows = tallies["rows"]
+    keep = rows > 0
+    rows = rows[keep]
+    t_rows = tallies["tallied_rows"][keep]
+    has_t = t_rows > 0
+    safe = np.where(has_t, t_rows, 1)
+    return pa.table(
+        {
+            "epoch": pa.array(tallies["epoch"][keep], pa.int64()),
+            "rows": pa.array(rows, pa.int64()),
+            "mean_margin": pa.array(tallies["margin_sum"][keep] / rows, pa.float64()),
+            "threshold_rows": pa.array(t_rows, pa.int64()),
+            "threshold_fitted": pa.array(
+                tallies["tallied_fitted"][keep] / safe, pa.float64(), mask=~has_t
+            ),
+            "threshold_mean_margin": pa.array(
+                tallies["tallied_margin_sum"][keep] / safe, pa.float64(), mask=~has_t
+            ),
+        }
+    )
+
+
+def auto_window_end(monitor: pa.Table, level: float = AUTO_FITTED_LEVEL) -> int | None:
+    """The epoch at which the AUM window should stop (exclusive): the first epoch whose fraction
+    of fitted threshold samples exceeds ``level``, but never before the second epoch. None when
+    memorisation never reaches the level (keep every epoch)."""
+    epochs = monitor.column("epoch").to_numpy()
+    fitted = monitor.column("threshold_fitted").to_numpy(zero_copy_only=False)
+    fitted = np.where(np.isnan(fitted.astype(float)), 0.0, fitted.astype(float))
+    over = np.flatnonzero(fitted > level)
+    if len(over) == 0:
+        return None
+    return int(epochs[max(over[0], 1)]) if len(epochs) > 1 else None
+
+
+def sparkline(values) -> str:
+    """One character per value in [0, 1] (None/NaN as a space)."""
+    out = []
+    for v in values:
+        if v is None or v != v:
+            out.append(" ")
+        else:
+            out.append(SPARKS[min(int(float(v) * len(SPARKS)), len(SPARKS) - 1)])
+    return "".join(out)
+
+
+def format_monitor(monitor: pa.Table, window: tuple[int | None, int | None] | None = None) -> str:
+    """The monitor as a small text table with a sparkline of the fitted fraction."""
+    lines = ["epoch  threshold fitted  threshold margin  mean margin"]
+    for row in monitor.to_pylist():
+        fitted = row["threshold_fitted"]
+        margin = row["threshold_mean_margin"]
+        mark = ""
+        if window is not None and window[1] is not None and row["epoch"] >= window[1]:
+            mark = "  (after the window)"
+        lines.append(
+            f"{row['epoch']:>5}  {'-' if fitted is None else f'{fitted:15.1%}'}  "
+            f"{'-' if margin is None else f'{margin:16.3f}'}  {row['mean_margin']:11.3f}{mark}"
+        )
+    fitted = monitor.column("threshold_fitted").to_pylist()
+    lines.append(f"fitted threshold samples by epoch: {sparkline(fitted)}")
+    return "\n".join(lines)
