@@ -46,8 +46,9 @@ class CliRun:
 @pytest.fixture
 def cli():
     """Run aum_score.cli.main in-process with click's CliRunner; stdout and stderr kept apart."""
-    from aum_score.cli import main
     from click.testing import CliRunner
+
+    from aum_score.cli import main
 
     def run(*args: str) -> CliRun:
         res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import aum_score
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -19,6 +18,8 @@ from reference import (
     write_log,
     write_table,
 )
+
+import aum_score
 
 C = 5
 LOG = "trainlog"  # distinctive: pytest tmp dir names never contain it

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import aum_score
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -20,6 +19,8 @@ from reference import (
     rows_of,
     write_log,
 )
+
+import aum_score
 
 
 @pytest.fixture

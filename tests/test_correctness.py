@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import aum_score
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -25,6 +24,8 @@ from reference import (
     write_log,
     write_table,
 )
+
+import aum_score
 
 DTYPES = [np.float16, np.float32, np.float64]
 

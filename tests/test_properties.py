@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import aum_score
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from reference import Rows, assert_matches_reference, reference_abs_scale, reference_margins
+
+import aum_score
 
 DTYPES = [np.float16, np.float32, np.float64]
 # Bounds keep z[y] - z[j] finite in the working precision (float16 is widened, so never overflows).

@@ -9,8 +9,9 @@ aum = pytest.importorskip("aum")
 torch = pytest.importorskip("torch")
 pd = pytest.importorskip("pandas")
 
-import aum_score  # noqa: E402  (after the importorskips on purpose)
 from reference import as_rows_dict, make_epochs, rows_of, write_log  # noqa: E402
+
+import aum_score  # noqa: E402  (after the importorskips on purpose)
 
 
 def official_aum(tmp_path, rows, batch_sizes, allow_changes=False):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import aum_score
 import numpy as np
 import pyarrow as pa
 import pytest
 from pyarrow import ipc
 from reference import assert_matches_reference, make_epochs, rows_of, sample_labels, write_labels
+
+import aum_score
 
 
 def final_files(d):

@@ -11,11 +11,17 @@ Score a logit log written by any trainer::
 from ._version import __version__
 from .api import Scorer, build_info, margins, score
 from .errors import FragileCutoffWarning, LogFormatError
+from .evaluation import Evaluation, evaluate
+from .filtering import FilterResult, filter_result
+from .noise import assign_threshold_samples, inject_noise, threshold_class_of
 from .outputs import write_table
 from .results import ScoreResult, Summary
+from .tables import read_table
 from .writer import LogitWriter
 
 __all__ = [
+    "Evaluation",
+    "FilterResult",
     "FragileCutoffWarning",
     "LogFormatError",
     "LogitWriter",
@@ -23,8 +29,14 @@ __all__ = [
     "Scorer",
     "Summary",
     "__version__",
+    "assign_threshold_samples",
     "build_info",
+    "evaluate",
+    "filter_result",
+    "inject_noise",
     "margins",
+    "read_table",
     "score",
+    "threshold_class_of",
     "write_table",
 ]

@@ -17,9 +17,10 @@ from . import _core
 from ._version import __version__
 from .arrays import to_numpy
 from .errors import FragileCutoffWarning, LogFormatError
+from .labels import read_labels
 from .logs import NO_LABEL, LogFile, open_log, parse_epochs
-from .results import ScoreResult, build_result
 from .memorisation import auto_window_end
+from .results import ScoreResult, build_result
 from .scoring import (
     AddSettings,
     Sources,
@@ -69,7 +70,8 @@ def score(
         epochs: ``"START:END"`` or a slice: Python slice semantics on epoch numbers. ``"auto"``
             or ``"START:auto"`` ends the window where the threshold samples start being fitted
             (memorisation), at the cost of a second pass over the log.
-        threshold_class: rows with this label are threshold samples.
+        threshold_class: rows with this label are threshold samples. Default: the class a
+            labels file written by ``aum-score threshold-samples`` marks.
         percentile: the cut-off percentile of the threshold samples' AUMs (default 99).
         nonfinite: ``"error"`` (default) or ``"skip"`` rows with NaN/inf logits.
         allow_label_changes: let rows of one sample carry different labels, each row using its
@@ -88,10 +90,18 @@ def score(
     """
     started = time.perf_counter()
     window, auto = parse_epochs(epochs)
-    if auto and threshold_class is None:
-        raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
     files = open_log(logs)
     classes = files[0].classes
+    labels_file = read_labels(labels, files[0].string_ids) if labels is not None else None
+    if labels_file is not None and labels_file.threshold_class is not None:
+        if threshold_class not in (None, labels_file.threshold_class):
+            raise LogFormatError(
+                f"{labels_file.path}: marks class {labels_file.threshold_class} as the threshold "
+                f"class, but threshold class {threshold_class} was given"
+            )
+        threshold_class = labels_file.threshold_class
+    if auto and threshold_class is None:
+        raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
     _check_options(threshold_class, classes, percentile, nonfinite)
     sources = Sources(logs=[f.path for f in files], labels=os.fspath(labels) if labels else None)
     settings = AddSettings(
@@ -103,8 +113,8 @@ def score(
 
     def one_pass(window: slice) -> _core.Accumulator:
         accumulator = _core.Accumulator(classes, files[0].string_ids)
-        if labels is not None:
-            add_labels_file(accumulator, os.fspath(labels), sources)
+        if labels_file is not None:
+            add_labels_file(accumulator, labels_file, sources)
         if accumulate_log(accumulator, files, sources, window, settings, on_batch) == 0:
             raise LogFormatError(
                 f"{files[0].path}: no rows to score"

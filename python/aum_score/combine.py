@@ -96,7 +96,10 @@ def combine_runs(
     has_pool = len(pooled) > 0
     n_never = never.num_rows
     ids = pa.concat_arrays(
-        [scored_ids.combine_chunks(), never.column("sample_id").combine_chunks().cast(scored_ids.type)]
+        [
+            scored_ids.combine_chunks(),
+            never.column("sample_id").combine_chunks().cast(scored_ids.type),
+        ]
     )
     table = pa.table(
         {
@@ -114,15 +117,15 @@ def combine_runs(
                 [per_sample["mislabeled_any"].combine_chunks(), pa.nulls(n_never, pa.bool_())]
             ),
             "flagged_runs": pa.concat_arrays(
-                [per_sample["mislabeled_sum"].combine_chunks().cast(pa.int64()),
-                 pa.nulls(n_never, pa.int64())]
+                [
+                    per_sample["mislabeled_sum"].combine_chunks().cast(pa.int64()),
+                    pa.nulls(n_never, pa.int64()),
+                ]
             ),
             "mislabeled_pooled": pa.array(
                 np.concatenate([flags[: len(mean_aum)], np.zeros(n_never, bool)]),
                 pa.bool_(),
-                mask=np.concatenate(
-                    [np.full(len(mean_aum), not has_pool), np.ones(n_never, bool)]
-                ),
+                mask=np.concatenate([np.full(len(mean_aum), not has_pool), np.ones(n_never, bool)]),
             ),
         }
     )

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
-from .outputs import write_table
 from .memorisation import monitor_table
+from .outputs import write_table
 from .thresholds import bootstrap_thresholds, flag_mislabeled, flag_rates, fragility_warning
 
 RESULT_COLUMNS = ("sample_id", "label", "aum", "count", "threshold_sample", "mislabeled")

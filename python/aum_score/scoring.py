@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from . import _core
 from .errors import LogFormatError
-from .labels import read_labels
+from .labels import LabelsFile
 from .logs import (
     NO_LABEL,
     LogFile,
@@ -68,13 +68,12 @@ def sample_keys(accumulator: _core.Accumulator, ids: pa.Array, where: str) -> np
     return integer_column(ids, "sample_id", where)
 
 
-def add_labels_file(accumulator: _core.Accumulator, path: str, sources: Sources) -> None:
-    ids, labels = read_labels(path, accumulator.string_ids)
-    keys = sample_keys(accumulator, ids, path)
+def add_labels_file(accumulator: _core.Accumulator, labels: LabelsFile, sources: Sources) -> None:
+    keys = sample_keys(accumulator, labels.sample_ids, labels.path)
     try:
-        accumulator.set_labels(keys, labels, _core.LABELS_SOURCE)
+        accumulator.set_labels(keys, labels.labels, _core.LABELS_SOURCE)
     except ValueError as exc:
-        raise LogFormatError(row_error_message(exc, path, sources)) from None
+        raise LogFormatError(row_error_message(exc, labels.path, sources)) from None
 
 
 @dataclass
