@@ -1,8 +1,8 @@
 """Find mislabeled digits with aum-score while training a Hugging Face Transformers model.
 
-A tiny BERT, randomly initialised from a config (no download), classifies the UCI digits that ship
-with aum-score, each 8x8 image read as a sequence of 8 row embeddings. The whole method: inject label
-noise, assign threshold samples, train while writing a logit log, score, evaluate the flags.
+A tiny BERT, randomly initialised from a config (no download), classifies the UCI digits that
+ship with aum-score, each 8x8 image read as a sequence of 8 row embeddings. The whole method:
+inject label noise, assign threshold samples, train while writing a logit log, score, evaluate.
 
     python examples/hf_digits.py --epochs 10 --workdir runs/hf
 

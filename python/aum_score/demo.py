@@ -153,6 +153,7 @@ def run_demo(
         echo: receives progress and result lines (``print``, ``click.echo``, ...).
     """
     import aum_score  # late: the package's __init__ imports this module's names
+
     from .combine import combine_runs
     from .evaluation import evaluate
     from .memorisation import sparkline
