@@ -24,7 +24,7 @@ from pyarrow import ipc
 
 
 def work_dtype(dtype) -> np.dtype:
-    """float64 logits are handled in float64; float16/float32 in float32 (design.md, api-spec)."""
+    """float64 logits are handled in float64; float16/float32 in float32 (design.md, README)."""
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 

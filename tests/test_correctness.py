@@ -189,7 +189,7 @@ def test_larger_log_in_parallel(tmp_path, rng):
 
 
 def test_score_accepts_progress_flag(tmp_path, rng, capsys):
-    # api-spec: score(..., threads=None, progress=False).
+    # score(..., threads=None, progress=False) is public API.
     epochs = make_epochs(rng, n_epochs=2)
     write_log(tmp_path, epochs)
     res = aum_score.score(tmp_path, progress=True)

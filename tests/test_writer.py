@@ -1,4 +1,4 @@
-"""LogitWriter against the log format in api-spec.md ("The logit log written by LogitWriter")."""
+"""LogitWriter against the log format in the README ("The logit log")."""
 
 from __future__ import annotations
 
