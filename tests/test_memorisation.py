@@ -83,11 +83,20 @@ def test_epochs_auto_needs_threshold_samples(tmp_path, rng):
 def test_auto_window_end_rule():
     import pyarrow as pa
 
-    monitor = pa.table({"epoch": [0, 1, 2, 3], "threshold_fitted": [0.9, 0.0, 0.2, 0.7]})
-    # Never before the second epoch, even when the first is already over the level.
-    assert auto_window_end(monitor, level=0.5) == 1
-    assert auto_window_end(monitor.slice(1), level=0.5) == 3
-    assert auto_window_end(monitor.slice(1), level=0.95) is None
+    def monitor(fitted, rows=None):
+        rows = rows or [10] * len(fitted)
+        return pa.table(
+            {"epoch": list(range(len(fitted))), "threshold_rows": rows, "threshold_fitted": fitted}
+        )
+
+    # Epoch 0 only sets the baseline; the window ends where the fraction rises 0.1 above the
+    # lowest value so far.
+    assert auto_window_end(monitor([0.9, 0.0, 0.05, 0.2, 0.7])) == 3
+    assert auto_window_end(monitor([0.3, 0.3, 0.35, 0.39, 0.38])) is None  # few classes: high base
+    assert auto_window_end(monitor([0.3, 0.3, 0.35, 0.45])) == 3
+    assert auto_window_end(monitor([0.0, 0.05, 0.2], rows=[10, 0, 10])) == 2  # no rows: skipped
+    assert auto_window_end(monitor([0.0])) is None
+    assert auto_window_end(monitor([0.0, 0.5]), rise=0.6) is None
 
 
 def test_scorer_monitor_and_state_roundtrip(rng):

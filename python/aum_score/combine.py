@@ -37,7 +37,7 @@ class CombineResult:
 
 
 def combine_runs(
-    runs: Sequence[pa.Table], *, percentile: float = 99.0, names: Sequence[str] | None = None
+    runs: Sequence[pa.Table], *, percentile: float = 95.0, names: Sequence[str] | None = None
 ) -> CombineResult:
     """Per sample, over the runs in which it was not a threshold sample: the mean AUM, and
     ``mislabeled`` by the paper's rule (flagged in any such run) and ``mislabeled_pooled`` (mean
@@ -45,7 +45,9 @@ def combine_runs(
     threshold sample in every run are kept with null AUM and flags.
 
     ``runs`` are result tables of :func:`aum_score.score` (columns sample_id, label, aum,
-    threshold_sample, mislabeled); ``names`` name them in errors.
+    threshold_sample, mislabeled); ``names`` name them in errors. ``percentile`` is the pooled
+    rule's (95 by default: on the quality benchmark, p95 pooled had the best and steadiest F1,
+    while "flagged in any run" adds up both runs' false positives; see benchmarks/RESULTS.md).
     """
     names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(runs))]
     if len(runs) < 1:

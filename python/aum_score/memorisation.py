@@ -4,16 +4,20 @@ Threshold samples carry a fake class, so a network that generalises gives them n
 once it starts memorising, their margins turn positive - and so do those of the truly mislabeled
 samples, whose AUMs then drift up into the clean ones'. The fraction of threshold samples fitted
 (margin > 0) at each epoch therefore shows when memorisation starts, without clean data, and
-``epochs="auto"`` ends the AUM window there.
+``epochs="auto"`` ends the AUM window there (see :func:`auto_window_end`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 
-# --epochs auto ends the window at the first epoch whose fitted fraction exceeds this.
-AUTO_FITTED_LEVEL = 0.5
+# --epochs auto ends the window at the first epoch whose fitted fraction rises this far above its
+# lowest value so far (benchmarks/RESULTS.md: within ~1 F1 point of each run's best window, short
+# or long schedule; a fixed level fails with few classes, where many threshold samples are
+# "fitted" from the start).
+AUTO_RISE = 0.1
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -42,17 +46,19 @@ def monitor_table(tallies: dict) -> pa.Table:
     )
 
 
-def auto_window_end(monitor: pa.Table, level: float = AUTO_FITTED_LEVEL) -> int | None:
-    """The epoch at which the AUM window should stop (exclusive): the first epoch whose fraction
-    of fitted threshold samples exceeds ``level``, but never before the second epoch. None when
-    memorisation never reaches the level (keep every epoch)."""
-    epochs = monitor.column("epoch").to_numpy()
-    fitted = monitor.column("threshold_fitted").to_numpy(zero_copy_only=False)
-    fitted = np.where(np.isnan(fitted.astype(float)), 0.0, fitted.astype(float))
-    over = np.flatnonzero(fitted > level)
-    if len(over) == 0:
+def auto_window_end(monitor: pa.Table, rise: float = AUTO_RISE) -> int | None:
+    """The epoch at which the AUM window should stop (exclusive): the first epoch, after the
+    window's first, whose fraction of fitted threshold samples is more than ``rise`` above the
+    lowest fraction seen so far. Epoch 0's margins come from the random initialisation, so the
+    first epoch only sets the baseline. None when no epoch qualifies (keep every epoch)."""
+    rows = monitor.filter(pa.compute.greater(monitor["threshold_rows"], 0))
+    epochs = rows.column("epoch").to_numpy()
+    fitted = rows.column("threshold_fitted").to_numpy(zero_copy_only=False).astype(float)
+    if len(fitted) < 2:
         return None
-    return int(epochs[max(over[0], 1)]) if len(epochs) > 1 else None
+    lowest = np.minimum.accumulate(fitted)
+    over = np.flatnonzero(fitted[1:] > lowest[1:] + rise) + 1
+    return int(epochs[over[0]]) if len(over) else None
 
 
 def sparkline(values) -> str:

@@ -57,11 +57,11 @@ def json_option(help: str = "Print one JSON object on stdout."):
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
-def percentile_option(help: str):
+def percentile_option(help: str, default: float = 99.0):
     return click.option(
         "--percentile",
         type=click.FloatRange(0, 100),
-        default=99.0,
+        default=default,
         show_default=True,
         help=help,
     )

@@ -34,7 +34,7 @@ Example:
 )
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @output_option("Write the combined table here.")
-@percentile_option("Cut-off percentile for the pooled rule (mislabeled_pooled).")
+@percentile_option("Cut-off percentile for the pooled rule (mislabeled_pooled).", default=95.0)
 @top_option()
 @json_option()
 def combine(
