@@ -10,6 +10,7 @@ Score a logit log written by any trainer::
 
 from ._version import __version__
 from .api import Scorer, build_info, margins, score
+from .calculator import AUMCalculator, AUMRecord, AUMRecords
 from .errors import FragileCutoffWarning, LogFormatError
 from .evaluation import Evaluation, evaluate
 from .filtering import FilterResult, filter_result
@@ -20,6 +21,9 @@ from .tables import read_table
 from .writer import LogitWriter
 
 __all__ = [
+    "AUMCalculator",
+    "AUMRecord",
+    "AUMRecords",
     "Evaluation",
     "FilterResult",
     "FragileCutoffWarning",

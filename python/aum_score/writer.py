@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from .arrays import to_numpy
+from .compact import COMPACT_COLUMNS, CompactRecords, compact_records, compact_schema
 
 __all__ = ["LogitWriter"]
 
@@ -71,6 +72,9 @@ class LogitWriter:
         buffer_bytes: rows are gathered until their logits reach about this many bytes and then
             written as one Arrow record batch (fewer, larger batches read faster). 0 writes every
             ``write()`` call as its own record batch.
+        compact: write compact records (label logit, largest other logit and its class,
+            log-sum-exp; see :mod:`aum_score.compact`) instead of all C logits: about C / 5 times
+            smaller, identical AUMs. Labels are then required.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class LogitWriter:
         start_epoch: int = 0,
         *,
         buffer_bytes: int = 8 << 20,
+        compact: bool = False,
     ) -> None:
         if isinstance(start_epoch, bool) or not isinstance(start_epoch, (int, np.integer)):
             raise TypeError(f"start_epoch must be an int, got {start_epoch!r}")
@@ -88,6 +93,7 @@ class LogitWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._epoch = int(start_epoch)
         self._buffer_bytes = int(buffer_bytes)
+        self.compact = bool(compact)
         # Layout of the log, fixed by its first non-empty batch.
         self._num_classes: int | None = None
         self._dtype: np.dtype | None = None
@@ -219,6 +225,11 @@ class LogitWriter:
             return
         ids = self._check_ids(sample_ids, n)
         y = self._check_labels(labels, n, z.shape[1])
+        if self.compact:
+            if y is None:
+                raise ValueError("a compact log needs the labels: the margin depends on them")
+            self.write_records(ids, compact_records(z, y), y)
+            return
         if self._num_classes is None:  # first rows of the log fix its layout
             self._num_classes = z.shape[1]
             self._dtype = z.dtype
@@ -233,7 +244,43 @@ class LogitWriter:
         if self._buffered_bytes >= self._buffer_bytes:
             self._flush()
 
+    def write_records(self, sample_ids: Any, records: CompactRecords, labels: Any) -> None:
+        """Record one batch of compact records computed elsewhere (e.g. on the GPU with
+        :func:`aum_score.compact.compact_records_torch`). Needs ``compact=True``."""
+        if self._closed:
+            raise ValueError("LogitWriter is closed")
+        if not self.compact:
+            raise ValueError("write_records needs LogitWriter(..., compact=True)")
+        n = len(records)
+        if n == 0:
+            return
+        ids = self._check_ids(sample_ids, n)
+        y = self._check_labels(labels, n, records.num_classes)
+        if y is None:
+            raise ValueError("a compact log needs the labels")
+        if self._num_classes is None:
+            self._num_classes = records.num_classes
+            self._dtype = np.dtype(records.label_logit.dtype)
+            self._string_ids = ids.dtype.kind != "i"
+            self._has_labels = True
+        elif records.num_classes != self._num_classes:
+            raise ValueError(
+                f"records are of {records.num_classes} classes, the log has {self._num_classes}"
+            )
+        self._buffer.append((ids.copy(), records, y.copy()))
+        self._buffered_bytes += 24 * n
+        self._rows_in_epoch += n
+        if self._buffered_bytes >= self._buffer_bytes:
+            self._flush()
+
     def _schema(self) -> pa.Schema:
+        if self.compact:
+            return compact_schema(
+                pa.string() if self._string_ids else pa.int64(),
+                _ARROW_FLOAT[self._dtype],
+                self._num_classes,
+                self._epoch,
+            )
         fields = [
             pa.field("sample_id", pa.string() if self._string_ids else pa.int64(), nullable=False),
             pa.field(
@@ -257,11 +304,24 @@ class LogitWriter:
             parts = [b[i] for b in self._buffer]
             return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-        ids, z = cat(0), cat(1)
+        ids = cat(0)
         if self._string_ids:
             id_arr = pa.array(ids.tolist(), type=pa.string())
         else:
             id_arr = pa.array(ids, type=pa.int64())
+        if self.compact:
+            columns = {
+                name: np.concatenate([getattr(b[1], name) for b in self._buffer])
+                for name in COMPACT_COLUMNS
+            }
+            arrays = [id_arr, pa.array(cat(2), pa.int64())] + [
+                pa.array(columns[name]) for name in COMPACT_COLUMNS
+            ]
+            self._sink.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._sink_schema))
+            self._buffer.clear()
+            self._buffered_bytes = 0
+            return
+        z = cat(1)
         logit_arr = pa.FixedSizeListArray.from_arrays(
             pa.array(z.reshape(-1), type=_ARROW_FLOAT[self._dtype]), self._num_classes
         )
