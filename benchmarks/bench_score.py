@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import aum_score
 import numpy as np
 import pyarrow as pa
 from pyarrow import ipc
+
+import aum_score
 
 
 def make_log(

@@ -1,3 +1,4 @@
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,18 +21,21 @@ py::array_t<T> to_numpy(const std::vector<T>& values) {
 
 void register_accumulator(py::module_& m) {
   py::class_<aum::Accumulator>(m, "Accumulator")
-      .def(py::init([](int64_t classes, bool string_ids) {
-             return aum::Accumulator(classes,
-                                     string_ids ? aum::IdKind::string : aum::IdKind::integer);
+      .def(py::init([](int64_t classes, bool string_ids, int64_t direct_table) {
+             return aum::Accumulator(
+                 classes, string_ids ? aum::IdKind::string : aum::IdKind::integer, direct_table);
            }),
-           py::arg("classes"), py::arg("string_ids") = false)
+           py::arg("classes"), py::arg("string_ids") = false,
+           py::arg("direct_table") = aum::SampleTable::kAlwaysDirect,
+           "direct_table: ids below it may always be stored directly (that many entries are allowed "
+           "however sparse); -1: hash every id. For tests; keep the default.")
       .def(
           "add",
           [](aum::Accumulator& self, const py::array& logits, const Int64Array& labels,
              const Int64Array& keys, int32_t source, bool skip_nonfinite,
              bool allow_label_changes, int threads, int64_t epoch,
-             const std::optional<Int64Array>& epochs, int64_t tally_label) {
-            const aum::LogitBlock block = logit_block(logits);
+             const std::optional<Int64Array>& epochs, int64_t tally_label, bool bfloat16) {
+            const aum::LogitBlock block = logit_block(logits, bfloat16);
             check_length(labels, block.rows, "labels");
             check_length(keys, block.rows, "sample ids");
             aum::AddOptions options;
@@ -55,12 +59,14 @@ void register_accumulator(py::module_& m) {
           py::arg("logits"), py::arg("labels"), py::arg("keys"), py::arg("source") = 0,
           py::arg("skip_nonfinite") = false, py::arg("allow_label_changes") = false,
           py::arg("threads") = 0, py::arg("epoch") = 0, py::arg("epochs") = py::none(),
-          py::arg("tally_label") = aum::kNoLabel,
+          py::arg("tally_label") = aum::kNoLabel, py::arg("bfloat16") = false,
           "Add one margin per row; returns (added, skipped). All-or-nothing on error. Rows are "
-          "tallied per epoch (`epochs` per row, else `epoch`), rows labelled `tally_label` apart.")
+          "tallied per epoch (`epochs` per row, else `epoch`), rows labelled `tally_label` apart. "
+          "bfloat16: logits are uint16 bfloat16 bit patterns.")
       .def(
           "intern",
-          [](aum::Accumulator& self, const py::array& offsets, const py::array& data) {
+          [](aum::Accumulator& self, const py::array& offsets, const py::array& data,
+             int threads) {
             if (data.ndim() != 1 || data.itemsize() != 1)
               throw std::invalid_argument("string data must be a 1-D byte array");
             if (offsets.ndim() != 1 || offsets.shape(0) < 1 || offsets.dtype().kind() != 'i' ||
@@ -69,18 +75,22 @@ void register_accumulator(py::module_& m) {
             const int64_t n = offsets.shape(0) - 1;
             py::array_t<int64_t> codes(n);
             const auto* bytes = static_cast<const char*>(data.data());
+            const int64_t size = data.shape(0);
+            int64_t* out = codes.mutable_data();
             if (offsets.itemsize() == 4) {
-              self.strings().intern(static_cast<const int32_t*>(offsets.data()), n, bytes,
-                                    data.shape(0), codes.mutable_data());
+              const auto* o = static_cast<const int32_t*>(offsets.data());
+              py::gil_scoped_release release;
+              self.strings().intern(o, n, bytes, size, out, threads);
             } else if (offsets.itemsize() == 8) {
-              self.strings().intern(static_cast<const int64_t*>(offsets.data()), n, bytes,
-                                    data.shape(0), codes.mutable_data());
+              const auto* o = static_cast<const int64_t*>(offsets.data());
+              py::gil_scoped_release release;
+              self.strings().intern(o, n, bytes, size, out, threads);
             } else {
               throw std::invalid_argument("string offsets must be int32 or int64");
             }
             return codes;
           },
-          py::arg("offsets"), py::arg("data"),
+          py::arg("offsets"), py::arg("data"), py::arg("threads") = 0,
           "Codes (int64 keys) for Arrow-layout strings: offsets[n + 1] into data.")
       .def(
           "strings_of",
@@ -90,6 +100,27 @@ void register_accumulator(py::module_& m) {
             return out;
           },
           py::arg("keys"), "The string ids of the given codes.")
+      .def(
+          "string_buffers",
+          [](const aum::Accumulator& self, const Int64Array& keys) {
+            const int64_t n = keys.size();
+            py::array_t<int64_t> offsets(n + 1);
+            int64_t* o = offsets.mutable_data();
+            o[0] = 0;
+            for (int64_t i = 0; i < n; ++i)
+              o[i + 1] = o[i] + static_cast<int64_t>(self.strings().at(keys.data()[i]).size());
+            py::array_t<uint8_t> data(o[n]);
+            auto* d = reinterpret_cast<char*>(data.mutable_data());
+            for (int64_t i = 0; i < n; ++i) {
+              const std::string_view s = self.strings().at(keys.data()[i]);
+              std::memcpy(d + o[i], s.data(), s.size());
+            }
+            return py::make_tuple(offsets, data);
+          },
+          py::arg("keys"),
+          "The string ids of the given codes as Arrow large_string buffers (offsets[n + 1], "
+          "bytes): build the column with pa.LargeStringArray.from_buffers, then validate it "
+          "(ids loaded from a state were never checked for UTF-8).")
       .def(
           "set_labels",
           [](aum::Accumulator& self, const Int64Array& keys, const Int64Array& labels,
@@ -111,8 +142,15 @@ void register_accumulator(py::module_& m) {
       .def(
           "arrays",
           [](const aum::Accumulator& self) {
-            return py::make_tuple(to_numpy(self.keys()), to_numpy(self.labels()),
-                                  to_numpy(self.sums()), to_numpy(self.counts()));
+            const auto& keys = self.keys();
+            const auto n = static_cast<py::ssize_t>(keys.size());
+            py::array_t<int64_t> labels(n), counts(n);
+            py::array_t<double> sums(n);
+            int64_t* l = labels.mutable_data();
+            int64_t* c = counts.mutable_data();
+            double* s = sums.mutable_data();
+            self.gather(l, s, c);
+            return py::make_tuple(to_numpy(self.keys()), labels, sums, counts);
           },
           "(keys, labels, sums, counts) of every sample slot, in order of first appearance.")
       .def(
@@ -139,6 +177,15 @@ void register_accumulator(py::module_& m) {
             return out;
           },
           "Per-epoch tallies of margins (all rows; rows of the tallied class), epoch ascending.")
+      .def(
+          "index_info",
+          [](const aum::Accumulator& self) {
+            py::dict out;
+            out["direct_size"] = self.table().direct_size();
+            out["hashed"] = self.table().hashed();
+            return out;
+          },
+          "How samples are stored: entries of the direct part (indexed by id), ids hashed.")
       .def_property_readonly("classes", &aum::Accumulator::classes)
       .def_property_readonly("string_ids",
                              [](const aum::Accumulator& self) {

@@ -13,21 +13,31 @@ namespace py = pybind11;
 
 using Int64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
-inline aum::LogitBlock logit_block(const py::array& logits) {
+// float16/32/64 arrays; bfloat16 as raw uint16 bit patterns with `bfloat16` set, or as an
+// ml_dtypes.bfloat16 array (a 2-byte numpy dtype named "bfloat16").
+inline aum::LogitBlock logit_block(const py::array& logits, bool bfloat16 = false) {
   if (logits.ndim() != 2)
     throw std::invalid_argument("logits must be 2-D (rows x classes), got " +
                                 std::to_string(logits.ndim()) + "-D");
   const auto dtype = logits.dtype();
-  aum::LogitBlock block;
-  if (dtype.kind() != 'f')
-    throw std::invalid_argument("logits must be float16, float32 or float64");
-  switch (dtype.itemsize()) {
-    case 2: block.dtype = aum::DType::float16; break;
-    case 4: block.dtype = aum::DType::float32; break;
-    case 8: block.dtype = aum::DType::float64; break;
-    default: throw std::invalid_argument("logits must be float16, float32 or float64");
-  }
+  const char kind = dtype.kind();
   const auto item = dtype.itemsize();
+  aum::LogitBlock block;
+  if (bfloat16) {
+    if (!(kind == 'u' && item == 2))
+      throw std::invalid_argument("bfloat16 logits must be given as uint16 bit patterns");
+    block.dtype = aum::DType::bfloat16;
+  } else if (item == 2 && kind == 'V' && py::str(dtype.attr("name")).cast<std::string>() == "bfloat16") {
+    block.dtype = aum::DType::bfloat16;
+  } else if (kind == 'f' && item == 2) {
+    block.dtype = aum::DType::float16;
+  } else if (kind == 'f' && item == 4) {
+    block.dtype = aum::DType::float32;
+  } else if (kind == 'f' && item == 8) {
+    block.dtype = aum::DType::float64;
+  } else {
+    throw std::invalid_argument("logits must be float16, float32, float64 or bfloat16");
+  }
   block.rows = logits.shape(0);
   block.classes = logits.shape(1);
   block.data = logits.data();

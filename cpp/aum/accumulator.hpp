@@ -5,10 +5,12 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "aum/id_index.hpp"
+#include "aum/errors.hpp"
 #include "aum/margin.hpp"
+#include "aum/sample_table.hpp"
 #include "aum/string_ids.hpp"
 
 namespace aum {
@@ -45,9 +47,17 @@ struct EpochTally {
   double tallied_margin_sum = 0.0;
 };
 
+// One sample's state as the outside sees it.
+struct SampleState {
+  int64_t label;  // kNoLabel if unknown
+  double sum;
+  int64_t count;
+};
+
 class Accumulator {
  public:
-  Accumulator(int64_t classes, IdKind id_kind);
+  // always_direct: see SampleTable (the default suits everyone; tests change it).
+  Accumulator(int64_t classes, IdKind id_kind, int64_t always_direct = SampleTable::kAlwaysDirect);
 
   // Adds one margin per row. keys are sample ids (or StringIds codes). All-or-nothing: on any
   // error (RowError names the row) the state is left as it was.
@@ -55,6 +65,7 @@ class Accumulator {
                const AddOptions& options);
 
   // Known labels (from a labels table) for samples that may appear later without a label.
+  // All-or-nothing, like add.
   void set_labels(const int64_t* keys, const int64_t* labels, int64_t n, int32_t source);
 
   // Adds another partial state (same classes and id kind) into this one.
@@ -65,38 +76,65 @@ class Accumulator {
 
   int64_t classes() const { return classes_; }
   IdKind id_kind() const { return id_kind_; }
-  int64_t num_slots() const { return static_cast<int64_t>(keys_.size()); }
+  int64_t num_slots() const { return static_cast<int64_t>(order_.size()); }
   int64_t rows_added() const { return rows_added_; }
   int64_t rows_skipped() const { return rows_skipped_; }
-  const std::vector<int64_t>& keys() const { return keys_; }
-  const std::vector<int64_t>& labels() const { return labels_; }
-  const std::vector<double>& sums() const { return sums_; }
-  const std::vector<int64_t>& counts() const { return counts_; }
+  // Sample ids (or string codes) in order of first appearance; state() gives their state.
+  const std::vector<int64_t>& keys() const { return order_; }
+  SampleState state(int64_t key) const;
+  // Every sample's label (kNoLabel if unknown), sum and count, in the order of keys().
+  void gather(int64_t* labels, double* sums, int64_t* counts) const;
   const std::map<int64_t, EpochTally>& epoch_tallies() const { return tallies_; }
+  const SampleTable& table() const { return table_; }
   StringIds& strings() { return strings_; }
   const StringIds& strings() const { return strings_; }
 
   std::string describe_key(int64_t key) const;  // "42" or "'cat_17'"
 
  private:
-  int64_t slot_for(int64_t key);
+  struct LabelUndo {
+    int64_t ref;  // see SampleTable::refs_for
+    int32_t label, source;
+  };
+  // How a pass over the rows treats them (see add()).
+  enum class Pass { validate, scatter };
+
+  Slot* slot_for(int64_t key);  // creating the sample if new
+  template <Pass kPass>
+  void run_pass(const int64_t* labels, const int64_t* keys, const int64_t* refs, int64_t rows,
+                const AddOptions& options, int64_t* row_labels, AddStats* stats);
+  bool scatter_parallel(const int64_t* labels, const int64_t* keys, const int64_t* refs,
+                        int64_t rows, const AddOptions& options, AddStats* stats);
+  void tally_rows(const int64_t* labels, int64_t rows, const AddOptions& options);
+  void undo_scatter(const int64_t* refs, int64_t rows_done);
+  void roll_back(size_t first_new_sample);
 
   int64_t classes_;
   IdKind id_kind_;
-  IdIndex index_;
+  SampleTable table_;
+  std::vector<int64_t> order_;  // keys in order of first appearance
   StringIds strings_;
-  std::vector<int64_t> keys_;
-  std::vector<int64_t> labels_;   // kNoLabel until known
-  std::vector<int32_t> sources_;  // where each label came from
-  std::vector<double> sums_;
-  std::vector<int64_t> counts_;
   std::map<int64_t, EpochTally> tallies_;
   int64_t rows_added_ = 0;
   int64_t rows_skipped_ = 0;
-  // Per-batch scratch, kept to avoid reallocating for every batch.
-  std::vector<int64_t> row_slots_, row_labels_;
+  // Per-batch scratch, kept so that a batch allocates nothing once the sizes have settled.
+  std::vector<int64_t> row_refs_;
+  std::vector<int64_t> row_labels_;
   std::vector<double> row_margins_;
-  std::vector<uint8_t> row_finite_;
+  std::vector<double> sum_undo_;  // each row's sample sum before the row was added
+  std::vector<LabelUndo> label_undo_;
+  std::vector<std::pair<int64_t, EpochTally>> batch_tallies_;  // committed when the batch is
+  // One per thread of scatter_parallel.
+  struct Part {
+    std::vector<int32_t> rows;  // the batch rows of this thread's samples, in row order
+    int64_t done = 0, skipped = 0;
+    int64_t error_row = -1;
+    int32_t error_source = kNoSource;
+    std::string error;
+    std::vector<std::pair<int64_t, int64_t>> seen;  // (row, key) of samples seen first
+    std::vector<LabelUndo> label_undo;
+  };
+  std::vector<Part> parts_;
 };
 
 }  // namespace aum

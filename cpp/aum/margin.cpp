@@ -1,69 +1,24 @@
 #include "aum/margin.hpp"
 
-#include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "aum/errors.hpp"
-#include "aum/half.hpp"
 #include "aum/parallel.hpp"
+#include "aum/simd.hpp"
 
 namespace aum {
 namespace {
 
-// Eight independent running maxima let the compiler keep several vector lanes busy.
-constexpr int kLanes = 8;
-
-// Max of z[begin, end) and a NaN/inf detector: v - v is 0 for finite v and NaN otherwise,
-// so `check` stays 0 exactly when every value is finite.
-template <typename Acc, typename T, typename Load>
-inline Acc max_of(const T* z, int64_t begin, int64_t end, Load load, Acc& check) {
-  Acc m[kLanes];
-  Acc c[kLanes];
-  for (int k = 0; k < kLanes; ++k) {
-    m[k] = -std::numeric_limits<Acc>::infinity();
-    c[k] = 0;
-  }
-  int64_t j = begin;
-  for (; j + kLanes <= end; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) {
-      const Acc v = load(z[j + k]);
-      m[k] = v > m[k] ? v : m[k];
-      c[k] += v - v;
-    }
-  }
-  for (; j < end; ++j) {
-    const Acc v = load(z[j]);
-    m[0] = v > m[0] ? v : m[0];
-    c[0] += v - v;
-  }
-  Acc best = m[0];
-  for (int k = 0; k < kLanes; ++k) {
-    best = m[k] > best ? m[k] : best;
-    check += c[k];
-  }
-  return best;
-}
-
-template <typename Acc, typename T, typename Load>
-void margins_of(const LogitBlock& b, const int64_t* labels, double* margins, uint8_t* finite,
-                int threads, Load load) {
-  const T* base = static_cast<const T*>(b.data);
-  const int64_t rows = b.rows, C = b.classes, stride = b.row_stride;
-#pragma omp parallel for num_threads(threads) schedule(static) if (rows * C > 65536)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* z = base + r * stride;
-    const int64_t y = labels[r];
-    Acc check = 0;
-    const Acc target = load(z[y]);
-    check += target - target;
-    const Acc left = max_of<Acc>(z, 0, y, load, check);
-    const Acc right = max_of<Acc>(z, y + 1, C, load, check);
-    const Acc other = left > right ? left : right;
-    // Subtract in Acc (float32 for float32 input), then widen: the reference's arithmetic.
-    const Acc margin = target - other;
-    margins[r] = static_cast<double>(margin);
-    finite[r] = check == 0 ? 1 : 0;
+detail::MarginRows kernel_for(DType dtype) {
+  switch (simd_level()) {
+#ifdef AUM_HAVE_AVX512
+    case SimdLevel::avx512: return detail::margin_rows_avx512(dtype);
+#endif
+#ifdef AUM_HAVE_AVX2
+    case SimdLevel::avx2: return detail::margin_rows_avx2(dtype);
+#endif
+    default: return detail::margin_rows_portable(dtype);
   }
 }
 
@@ -85,24 +40,22 @@ void check_block(const LogitBlock& b, const int64_t* labels) {
   }
 }
 
-void compute_margins(const LogitBlock& b, const int64_t* labels, double* margins,
-                     uint8_t* finite, int threads) {
+int64_t compute_margins(const LogitBlock& b, const int64_t* labels, double* margins,
+                        int threads) {
+  const detail::MarginRows rows_of = kernel_for(b.dtype);
   threads = resolve_threads(threads);
-  switch (b.dtype) {
-    case DType::float16: {
-      const float* table = half_table();
-      margins_of<float, uint16_t>(b, labels, margins, finite, threads,
-                                  [table](uint16_t h) { return table[h]; });
-      break;
-    }
-    case DType::float32:
-      margins_of<float, float>(b, labels, margins, finite, threads, [](float v) { return v; });
-      break;
-    case DType::float64:
-      margins_of<double, double>(b, labels, margins, finite, threads,
-                                 [](double v) { return v; });
-      break;
+  // A parallel region costs a few microseconds: worth it from about 64K values (small C is
+  // counted as 16 values a row: a row costs more than its values there).
+  const int64_t work = b.rows * (b.classes < 16 ? 16 : b.classes);
+  if (threads <= 1 || work < (int64_t{1} << 16)) return rows_of(b, labels, 0, b.rows, margins);
+  int64_t bad = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : bad)
+  {
+    const int t = thread_index(), n = team_size();
+    const int64_t begin = b.rows * t / n, end = b.rows * (t + 1) / n;
+    bad += rows_of(b, labels, begin, end, margins);
   }
+  return bad;
 }
 
 }  // namespace aum

@@ -22,7 +22,27 @@ inline int max_threads() {
 #endif
 }
 
-// 0 or less means "all the threads OpenMP would use".
-inline int resolve_threads(int threads) { return threads > 0 ? threads : max_threads(); }
+// Inside a parallel region: this thread's number and the team's size (0 and 1 without OpenMP).
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// 0 or less means "all the threads OpenMP would use"; without OpenMP always 1.
+inline int resolve_threads(int threads) {
+  if (!has_openmp()) return 1;
+  return threads > 0 ? threads : max_threads();
+}
 
 }  // namespace aum

@@ -63,6 +63,7 @@ class Reader {
 
 std::string Accumulator::serialize() const {
   std::string out;
+  out.reserve(64 + order_.size() * 40 + tallies_.size() * 48 + strings_.bytes());
   out.append(kMagic, sizeof(kMagic));
   put(out, kVersion);
   put(out, static_cast<uint32_t>(id_kind_));
@@ -70,14 +71,16 @@ std::string Accumulator::serialize() const {
   put(out, num_slots());
   put(out, rows_added_);
   put(out, rows_skipped_);
-  if (id_kind_ == IdKind::integer) {
-    put_all(out, keys_);
-  } else {
-    put_all(out, std::vector<int64_t>(keys_.size(), 0));  // keys are rebuilt from the strings
-  }
-  put_all(out, labels_);
-  put_all(out, sums_);
-  put_all(out, counts_);
+  if (id_kind_ == IdKind::integer)
+    put_all(out, order_);
+  else
+    put_all(out, std::vector<int64_t>(order_.size(), 0));  // keys are rebuilt from the strings
+  std::vector<int64_t> labels(order_.size()), counts(order_.size());
+  std::vector<double> sums(order_.size());
+  gather(labels.data(), sums.data(), counts.data());
+  put_all(out, labels);
+  put_all(out, sums);
+  put_all(out, counts);
   put(out, static_cast<int64_t>(tallies_.size()));
   for (const auto& [epoch, t] : tallies_) {
     put(out, epoch);
@@ -87,14 +90,14 @@ std::string Accumulator::serialize() const {
     put(out, t.tallied_fitted);
     put(out, t.tallied_margin_sum);
   }
-  if (id_kind_ == IdKind::string) {
+  if (id_kind_ == IdKind::string) {  // keys are rebuilt from the strings
     int64_t offset = 0;
     put(out, offset);
-    for (int64_t key : keys_) {
+    for (int64_t key : order_) {
       offset += static_cast<int64_t>(strings_.at(key).size());
       put(out, offset);
     }
-    for (int64_t key : keys_) out.append(strings_.at(key));
+    for (int64_t key : order_) out.append(strings_.at(key).data(), strings_.at(key).size());
   }
   return out;
 }
@@ -144,15 +147,18 @@ Accumulator Accumulator::deserialize(const char* data, size_t size) {
   } else if (in.left() != 0) {
     throw std::invalid_argument("state has trailing bytes");
   }
+  state.order_.reserve(static_cast<size_t>(slots));
   for (int64_t s = 0; s < slots; ++s) {
     if ((labels[s] != kNoLabel && (labels[s] < 0 || labels[s] >= classes)) || counts[s] < 0)
       throw std::invalid_argument("state is corrupt (label or count out of range)");
-    const int64_t slot = state.slot_for(keys[s]);
-    if (slot != s) throw std::invalid_argument("state is corrupt (duplicate sample id)");
-    state.labels_[s] = labels[s];
-    state.sources_[s] = kStateSource;
-    state.sums_[s] = sums[s];
-    state.counts_[s] = counts[s];
+    Slot* slot = state.table_.find_or_add(keys[s]);
+    if (!state.table_.activate(slot, keys[s]))
+      throw std::invalid_argument("state is corrupt (duplicate sample id)");
+    state.order_.push_back(keys[s]);
+    slot->label = labels[s] == kNoLabel ? kNoLabel32 : static_cast<int32_t>(labels[s]);
+    slot->source = kStateSource;
+    slot->sum = sums[s];
+    slot->count = counts[s];
   }
   return state;
 }

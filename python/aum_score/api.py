@@ -334,5 +334,6 @@ def build_info() -> dict:
         "version": __version__,
         "openmp": bool(_core.has_openmp()),
         "threads": int(_core.max_threads()),
+        "simd": _core.simd_level(),
         "cuda": False,
     }

@@ -170,5 +170,6 @@ def add_arrow_batch(
         source=source,
         epoch=log.epoch or 0,
         epochs=epoch_of_row,
+        bfloat16=log.bfloat16,
         **settings.kwargs(),
     )

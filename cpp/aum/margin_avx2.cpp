@@ -1,0 +1,136 @@
+// The margin kernel with AVX2 intrinsics. Compiled with -mavx2 (see cpp/CMakeLists.txt) and only
+// called after simd.cpp has checked the CPU; everything here has internal linkage.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "aum/margin_kernels.hpp"
+
+namespace aum {
+namespace {
+
+// Loading 8 lanes from kLaneMask32 + 8 - n gives a mask of the first n lanes.
+alignas(64) const int32_t kLaneMask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+alignas(64) const int64_t kLaneMask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+
+struct Avx2 {
+  template <class F>
+  struct Float;
+
+  template <class Format>
+  struct Bits16 {
+    using T = uint16_t;
+    using A = float;
+    using Vec = __m256i;
+    using Chk = __m256i;
+    static constexpr int W = 16;
+    static constexpr bool kWhole = false;
+    static Vec lowest() { return _mm256_set1_epi16(INT16_MIN); }
+    static Chk clean() { return _mm256_setzero_si256(); }
+    static void add(Vec& m, Chk& c, __m256i x) {
+      const __m256i exp = _mm256_set1_epi16(static_cast<int16_t>(Format::kExp));
+      const __m256i key =
+          _mm256_xor_si256(x, _mm256_and_si256(_mm256_srai_epi16(x, 15), _mm256_set1_epi16(0x7fff)));
+      m = _mm256_max_epi16(m, key);
+      c = _mm256_or_si256(c, _mm256_cmpeq_epi16(_mm256_and_si256(x, exp), exp));
+    }
+    static void step(Vec& m, Chk& c, const uint16_t* p) {
+      add(m, c, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    // No 16-bit masked load in AVX2: copy the tail next to lowest-finite fillers.
+    static void tail(Vec& m, Chk& c, const uint16_t* p, int64_t n) {
+      alignas(32) uint16_t buf[W];
+      for (int k = 0; k < W; ++k) buf[k] = Format::kLowest;
+      std::memcpy(buf, p, static_cast<size_t>(n) * sizeof(uint16_t));
+      add(m, c, _mm256_load_si256(reinterpret_cast<const __m256i*>(buf)));
+    }
+    static Vec merge(Vec a, Vec b) { return _mm256_max_epi16(a, b); }
+    static Chk merge_chk(Chk a, Chk b) { return _mm256_or_si256(a, b); }
+    static float max_of(Vec m) {
+      __m128i x = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+      x = _mm_max_epi16(x, _mm_srli_si128(x, 8));
+      x = _mm_max_epi16(x, _mm_srli_si128(x, 4));
+      x = _mm_max_epi16(x, _mm_srli_si128(x, 2));
+      const auto key = static_cast<int16_t>(_mm_cvtsi128_si32(x) & 0xffff);
+      return Format::value(kernel::key_bits(key));
+    }
+    static bool bad(Chk c) { return !_mm256_testz_si256(c, c); }
+    static float value(uint16_t x) { return Format::value(x); }
+    static bool finite(uint16_t x) { return (x & Format::kExp) != Format::kExp; }
+  };
+};
+
+template <>
+struct Avx2::Float<float> {
+  using T = float;
+  using A = float;
+  using Vec = __m256;
+  using Chk = __m256;
+  static constexpr int W = 8;
+  static constexpr bool kWhole = false;
+  static Vec lowest() { return _mm256_set1_ps(-__builtin_inff()); }
+  static Chk clean() { return _mm256_setzero_ps(); }
+  // max_ps(a, b) is a > b ? a : b; c accumulates v - v: 0, or NaN once a value is NaN/inf.
+  static void step(Vec& m, Chk& c, const float* p) {
+    const __m256 v = _mm256_loadu_ps(p);
+    m = _mm256_max_ps(v, m);
+    c = _mm256_add_ps(c, _mm256_sub_ps(v, v));
+  }
+  static void tail(Vec& m, Chk& c, const float* p, int64_t n) {
+    const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask32 + 8 - n));
+    const __m256 v = _mm256_maskload_ps(p, mask);  // unused lanes read as 0, never touched
+    c = _mm256_add_ps(c, _mm256_sub_ps(v, v));
+    m = _mm256_max_ps(_mm256_blendv_ps(lowest(), v, _mm256_castsi256_ps(mask)), m);
+  }
+  static Vec merge(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+  static Chk merge_chk(Chk a, Chk b) { return _mm256_add_ps(a, b); }
+  static float max_of(Vec m) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+  }
+  static bool bad(Chk c) { return _mm256_movemask_ps(_mm256_cmp_ps(c, c, _CMP_UNORD_Q)) != 0; }
+  static float value(float x) { return x; }
+  static bool finite(float x) { return x - x == 0; }
+};
+
+template <>
+struct Avx2::Float<double> {
+  using T = double;
+  using A = double;
+  using Vec = __m256d;
+  using Chk = __m256d;
+  static constexpr int W = 4;
+  static constexpr bool kWhole = false;
+  static Vec lowest() { return _mm256_set1_pd(-__builtin_inf()); }
+  static Chk clean() { return _mm256_setzero_pd(); }
+  static void step(Vec& m, Chk& c, const double* p) {
+    const __m256d v = _mm256_loadu_pd(p);
+    m = _mm256_max_pd(v, m);
+    c = _mm256_add_pd(c, _mm256_sub_pd(v, v));
+  }
+  static void tail(Vec& m, Chk& c, const double* p, int64_t n) {
+    const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask64 + 4 - n));
+    const __m256d v = _mm256_maskload_pd(p, mask);
+    c = _mm256_add_pd(c, _mm256_sub_pd(v, v));
+    m = _mm256_max_pd(_mm256_blendv_pd(lowest(), v, _mm256_castsi256_pd(mask)), m);
+  }
+  static Vec merge(Vec a, Vec b) { return _mm256_max_pd(a, b); }
+  static Chk merge_chk(Chk a, Chk b) { return _mm256_add_pd(a, b); }
+  static double max_of(Vec m) {
+    __m128d x = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
+    x = _mm_max_sd(x, _mm_unpackhi_pd(x, x));
+    return _mm_cvtsd_f64(x);
+  }
+  static bool bad(Chk c) { return _mm256_movemask_pd(_mm256_cmp_pd(c, c, _CMP_UNORD_Q)) != 0; }
+  static double value(double x) { return x; }
+  static bool finite(double x) { return x - x == 0; }
+};
+
+}  // namespace
+
+detail::MarginRows detail::margin_rows_avx2(DType dtype) { return kernel::pick<Avx2>(dtype); }
+
+}  // namespace aum

@@ -1,0 +1,18 @@
+// A software prefetch the compiler keeps. GCC 12 silently drops some __builtin_prefetch calls
+// whose address needs arithmetic (seen with a hashed address in a conditional), so on x86 the
+// instruction is emitted directly. A prefetch never faults: any address is safe.
+#pragma once
+
+namespace aum {
+
+inline void prefetch(const void* address) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm volatile("prefetcht0 (%0)" : : "r"(address));
+#elif defined(__GNUC__)
+  __builtin_prefetch(address);
+#else
+  (void)address;
+#endif
+}
+
+}  // namespace aum

@@ -1,0 +1,169 @@
+#include "aum/sample_table.hpp"
+
+#include "aum/parallel.hpp"
+
+namespace aum {
+
+uint64_t SampleTable::direct_limit(int64_t more) const {
+  if (always_direct_ < 0) return 0;
+  const uint64_t dense = kSparsity * (static_cast<uint64_t>(samples_) + static_cast<uint64_t>(more));
+  return dense > static_cast<uint64_t>(always_direct_) ? dense : static_cast<uint64_t>(always_direct_);
+}
+
+const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
+                                     std::vector<int64_t>& scratch, int threads) {
+  // Ids below `bound` are direct once the direct part covers them; the batch could at most add
+  // `rows` samples, which is what the density rule allows for.
+  const uint64_t limit = direct_limit(rows);
+  const uint64_t bound = limit > direct_.size() ? limit : direct_.size();
+  uint64_t top = 0;  // 1 + the largest id that will be direct
+  int64_t outside = 0;
+  for (int64_t r = 0; r < rows; ++r) {  // branch-free: vectorises
+    const uint64_t k = static_cast<uint64_t>(keys[r]);
+    const uint64_t want = k < bound ? k + 1 : 0;
+    top = want > top ? want : top;
+    outside += k >= bound;
+  }
+  if (top > direct_.size()) grow_direct(top);
+  if (outside == 0) return keys;
+  scratch.resize(static_cast<size_t>(rows));
+  int64_t* refs = scratch.data();
+  const uint64_t size = direct_.size();
+  if (codes_.empty()) grow_codes();
+  // Known ids are looked up in parallel (the code table is only read); kMiss marks the others
+  // (new ids, the few outside their home line), which are then coded in row order.
+  constexpr int64_t kMiss = std::numeric_limits<int64_t>::min();  // ~code of no code
+  constexpr int64_t kAhead = 128;  // see Accumulator's kAhead
+  const int team = rows >= (int64_t{1} << 15) && coded_ > 0 ? resolve_threads(threads) : 1;
+  (void)team;  // unused without OpenMP
+#pragma omp parallel num_threads(team)
+  {
+    const int64_t begin = rows * thread_index() / team_size();
+    const int64_t end = rows * (thread_index() + 1) / team_size();
+    for (int64_t r = begin; r < end; ++r) {
+      if (r + kAhead < end) prefetch_code(keys[r + kAhead]);
+      const int64_t k = keys[r];
+      const int64_t code = static_cast<uint64_t>(k) < size ? -1 : code_in_home_line(k);
+      refs[r] = static_cast<uint64_t>(k) < size ? k : code >= 0 ? ~code : kMiss;
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    if (refs[r] == kMiss) refs[r] = ~code_of(keys[r]);
+  return refs;
+}
+
+__attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
+  if ((coded_ + 1) * 2 > codes_.size()) grow_codes();  // load factor at most 1/2
+  const uint64_t mask = codes_.size() - 1;
+  for (uint64_t i = home(key);; i = (i + 1) & mask) {
+    Code& c = codes_[i];
+    if (c.code < 0) {
+      const auto code = static_cast<int64_t>(hashed_.size());
+      hashed_.emplace_back();  // first: if it throws, the table is unchanged
+      c = Code{key, code};
+      ++coded_;
+      return code;
+    }
+    if (c.key == key) return c.code;
+  }
+}
+
+void SampleTable::grow_codes() {
+  const size_t capacity = codes_.empty() ? 1024 : codes_.size() * 2;
+  LineVector<Code> old(capacity, Code{0, -1});
+  old.swap(codes_);
+  unsigned bits = 0;
+  while ((size_t{1} << bits) < capacity) ++bits;
+  shift_ = 64 - bits;
+  const uint64_t mask = capacity - 1;
+  constexpr size_t kAhead = 32;  // the new table is too big for cache: prefetch where keys go
+  for (size_t j = 0; j < old.size(); ++j) {
+    if (j + kAhead < old.size() && old[j + kAhead].code >= 0) prefetch_code(old[j + kAhead].key);
+    const Code& c = old[j];
+    if (c.code < 0) continue;
+    uint64_t i = home(c.key);
+    while (codes_[i].code >= 0) i = (i + 1) & mask;
+    codes_[i] = c;
+  }
+}
+
+int64_t SampleTable::find_code(int64_t key) const {
+  if (codes_.empty()) return -1;
+  const int64_t code = code_in_home_line(key);
+  if (code >= 0) return code;
+  const uint64_t mask = codes_.size() - 1;
+  for (uint64_t i = home(key);; i = (i + 1) & mask) {
+    const Code& c = codes_[i];
+    if (c.code < 0 || c.key == key) return c.code;
+  }
+}
+
+const Slot* SampleTable::find(int64_t key) const {
+  if (static_cast<uint64_t>(key) < direct_.size()) {
+    const Slot* s = &direct_[static_cast<uint64_t>(key)];
+    return s->count >= 0 ? s : nullptr;
+  }
+  const int64_t code = find_code(key);
+  if (code < 0) return nullptr;
+  const Slot* s = &hashed_[static_cast<size_t>(code)];
+  return s->count >= 0 ? s : nullptr;
+}
+
+void SampleTable::refs_of(const int64_t* keys, int64_t n, int64_t* refs) const {
+  const uint64_t size = direct_.size();
+  constexpr int64_t kAhead = 128;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + kAhead < n && static_cast<uint64_t>(keys[i + kAhead]) >= size) prefetch_code(keys[i + kAhead]);
+    const int64_t k = keys[i];
+    refs[i] = static_cast<uint64_t>(k) < size ? k : ~find_code(k);
+  }
+}
+
+int64_t SampleTable::hashed() const {
+  int64_t n = 0;
+  for (const Slot& s : hashed_) n += s.count >= 0;
+  return n;
+}
+
+// Grow the direct part to at least `top` slots. Hashed samples it now covers move in; the
+// hashed part is rebuilt without them (and without slots that are not samples).
+void SampleTable::grow_direct(uint64_t top) {
+  uint64_t size = direct_.empty() ? 1024 : direct_.size();
+  while (size < top) size *= 2;
+  // Everything that can fail (allocation) happens before anything changes.
+  LineVector<Slot> kept;
+  LineVector<Code> codes;
+  if (!hashed_.empty()) {
+    size_t stay = 0;
+    for (const Slot& s : hashed_) stay += s.count >= 0 && static_cast<uint64_t>(s.key) >= size;
+    kept.reserve(stay);
+    size_t capacity = 1024;
+    while (stay * 2 > capacity) capacity *= 2;
+    codes.assign(capacity, Code{0, -1});
+  }
+  direct_.resize(size);
+  if (hashed_.empty()) return;
+  for (const Slot& s : hashed_) {
+    if (s.count < 0) continue;
+    if (static_cast<uint64_t>(s.key) < size)
+      direct_[static_cast<uint64_t>(s.key)] = s;
+    else
+      kept.push_back(s);
+  }
+  hashed_.swap(kept);
+  codes_.swap(codes);
+  coded_ = 0;
+  unsigned bits = 0;
+  while ((size_t{1} << bits) < codes_.size()) ++bits;
+  shift_ = 64 - bits;
+  const uint64_t mask = codes_.size() - 1;
+  for (size_t code = 0; code < hashed_.size(); ++code) {
+    if (code + 32 < hashed_.size()) prefetch_code(hashed_[code + 32].key);
+    uint64_t i = home(hashed_[code].key);
+    while (codes_[i].code >= 0) i = (i + 1) & mask;
+    codes_[i] = Code{hashed_[code].key, static_cast<int64_t>(code)};
+    ++coded_;
+  }
+}
+
+}  // namespace aum

@@ -1,0 +1,148 @@
+// Sample id -> per-sample state (a 32-byte Slot: half a cache line, all a row touches).
+//
+// Two kinds of ids, two places:
+//  - direct: direct_[id] for ids in [0, direct_.size()): no hashing at all. The part grows to
+//    cover a batch's ids while it stays dense enough: up to kAlwaysDirect entries whatever the
+//    density, beyond that at most kSparsity entries per sample (ids 0..N-1 in any order
+//    qualify; a few huge ids do not).
+//  - hashed: every other id (negative, huge, sparse) gets a dense code from a compact
+//    key -> code table, and its slot is hashed_[code].
+// A batch first turns its ids into refs (refs_for): the id itself for direct ids, ~code for
+// the others, so the passes over the rows index slots without looking anything up.
+// A slot whose count is < 0 is not a sample (yet, or any more after a roll-back).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+#include "aum/prefetch.hpp"
+
+namespace aum {
+
+// Internal label type: labels are < classes, and classes fit in int32 (checked by Accumulator).
+constexpr int32_t kNoLabel32 = std::numeric_limits<int32_t>::min();
+
+struct alignas(32) Slot {
+  int64_t key = 0;     // the sample id (or string code)
+  double sum = 0.0;    // float64 sum of the sample's margins
+  int64_t count = -1;  // margins added; < 0: not a sample
+  int32_t label = kNoLabel32;
+  int32_t source = 0;  // who set the label (a file number, or a kind of source)
+};
+static_assert(sizeof(Slot) == 32, "a slot must be half a cache line");
+
+// Cache-line aligned storage: slots and code-table lines never straddle two lines.
+template <class T>
+struct LineAllocator {
+  using value_type = T;
+  LineAllocator() = default;
+  template <class U>
+  LineAllocator(const LineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const LineAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const LineAllocator<U>&) const { return false; }
+};
+template <class T>
+using LineVector = std::vector<T, LineAllocator<T>>;
+
+class SampleTable {
+ public:
+  static constexpr int64_t kAlwaysDirect = int64_t{1} << 20;  // 32 MB of direct slots
+  static constexpr uint64_t kSparsity = 4;
+
+  // always_direct: direct sizes allowed whatever the density (tests lower it); negative: no
+  // direct part, every id is hashed (tests of the hash path).
+  explicit SampleTable(int64_t always_direct = kAlwaysDirect) : always_direct_(always_direct) {}
+
+  // The refs of a batch's ids (see above): `keys` itself when every id is direct, else
+  // `scratch` filled in (known ids looked up on `threads` threads, 0: all). May grow the direct
+  // part and create empty hashed slots; refs stay valid until the next refs_for or find_or_add.
+  const int64_t* refs_for(const int64_t* keys, int64_t rows, std::vector<int64_t>& scratch,
+                          int threads = 1);
+
+  // The refs of ids that are all samples already: looks up, never creates or grows.
+  void refs_of(const int64_t* keys, int64_t n, int64_t* refs) const;
+
+  Slot* at(int64_t ref) { return ref >= 0 ? direct_.data() + ref : hashed_.data() + ~ref; }
+  const Slot* at(int64_t ref) const { return ref >= 0 ? direct_.data() + ref : hashed_.data() + ~ref; }
+  void prefetch_ref(int64_t ref) const {
+    prefetch(ref >= 0 ? direct_.data() + ref : hashed_.data() + ~ref);
+  }
+
+  // The sample `key`, or null.
+  const Slot* find(int64_t key) const;
+  Slot* find(int64_t key) { return const_cast<Slot*>(static_cast<const SampleTable*>(this)->find(key)); }
+
+  // Makes `slot` (from `at` or find_or_add) the sample `key` if it is not one yet; returns
+  // whether it was new.
+  // `counted` false: from parallel threads, which report how many they made (add_samples).
+  bool activate(Slot* slot, int64_t key, bool counted = true) {
+    if (slot->count >= 0) return false;
+    *slot = Slot{key, 0.0, 0, kNoLabel32, 0};
+    samples_ += counted;
+    return true;
+  }
+  // Forgets the sample `key` (the roll-back of a batch that created it).
+  void deactivate(int64_t key, bool counted = true) {
+    if (Slot* slot = find(key)) {
+      slot->count = -1;
+      samples_ -= counted;
+    }
+  }
+  void add_samples(int64_t n) { samples_ += n; }
+
+  // The slot for `key`, maybe not a sample yet (activate it). For one-off ids (merging,
+  // loading); batches use refs_for.
+  Slot* find_or_add(int64_t key) { return at(*refs_for(&key, 1, single_)); }
+
+  int64_t samples() const { return samples_; }
+  uint64_t direct_size() const { return direct_.size(); }
+  int64_t hashed() const;  // hashed ids that are samples
+
+ private:
+  struct Code {
+    int64_t key;
+    int64_t code;  // -1: empty
+  };
+
+  // Fibonacci hashing: one multiply, the top bits index a table of 2^bits entries.
+  uint64_t home(int64_t key) const {
+    return ((static_cast<uint64_t>(key) * 0x9e3779b97f4a7c15ULL) >> shift_) & ~uint64_t{3};
+  }
+  void prefetch_code(int64_t key) const { prefetch(codes_.data() + home(key)); }
+  // The code of `key` if it is in its home line, else -1: 4 compares and conditional moves, no
+  // data-dependent branch (a mispredicted probe stalls the row and with it the overlap of the
+  // next rows' misses: measured 3-4x slower than this).
+  int64_t code_in_home_line(int64_t key) const {
+    const Code* line = codes_.data() + home(key);
+    // Masks, not `?:`: GCC turns the conditional form back into branches.
+    int64_t code = -1;  // an empty entry has code -1, so matching its stale key finds nothing
+    for (int k = 0; k < 4; ++k) {
+      const int64_t match = -static_cast<int64_t>(line[k].key == key);
+      code = (line[k].code & match) | (code & ~match);
+    }
+    return code;
+  }
+  int64_t code_of(int64_t key);  // the slow path: probing, creating a hashed slot for a new key
+  int64_t find_code(int64_t key) const;  // -1 if absent
+  void grow_codes();
+  uint64_t direct_limit(int64_t more) const;
+  void grow_direct(uint64_t size);
+
+  int64_t always_direct_;
+  LineVector<Slot> direct_;
+  LineVector<Slot> hashed_;
+  LineVector<Code> codes_;  // open addressing; a key's home is the first entry of a line
+  unsigned shift_ = 64;
+  size_t coded_ = 0;        // entries in codes_
+  int64_t samples_ = 0;
+  std::vector<int64_t> single_;
+};
+
+}  // namespace aum

@@ -1,0 +1,403 @@
+"""Every optimised path of the core against plain numpy: SIMD levels, dtypes (bfloat16 too),
+small and large C around the vector widths, strided rows, thread counts, batch boundaries,
+direct (dense ids) and hashed (sparse ids) sample storage and the switch between them, string
+ids, all-or-nothing adds, and the benchmark floors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from reference import reference_margins
+
+import aum_score
+from aum_score import _core
+
+LEVELS = _core.simd_levels()
+WIDTHS = [2, 3, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257]
+NO_LABEL = _core.NO_LABEL
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    """Run the test with the margin kernels of one instruction set, then restore the best."""
+    _core.set_simd_level(request.param)
+    yield request.param
+    _core.set_simd_level(LEVELS[-1])
+
+
+def bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns, round to nearest even (NaN stays NaN)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    bits = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(np.isnan(x), np.uint16(0x7FC0), bits)
+
+
+def bfloat16_values(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def logits(rng, rows, classes, dtype):
+    z = rng.standard_normal((rows, classes)).astype(np.float32) * 4
+    z[::7] = np.round(z[::7])  # ties between the label and the max of the others
+    z[1::11, 0] = 0.0
+    z[2::11, -1] = -0.0
+    return z.astype(dtype) if dtype != "bfloat16" else bfloat16_bits(z)
+
+
+def margins(z, y, dtype, threads=0):
+    if dtype == "bfloat16":
+        return _core.margins(z, y, threads, True)
+    return _core.margins(z, y, threads)
+
+
+def expected(z, y, dtype):
+    return reference_margins(bfloat16_values(z) if dtype == "bfloat16" else z, y)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "bfloat16"])
+def test_margins_every_width(level, dtype, rng):
+    for classes in WIDTHS:
+        z = logits(rng, 64, classes, dtype)
+        y = rng.integers(0, classes, 64)
+        y[:2] = [0, classes - 1]  # label at either end: one of the two ranges is empty
+        np.testing.assert_array_equal(margins(z, y, dtype), expected(z, y, dtype), str(classes))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "bfloat16"])
+def test_nonfinite_rows_anywhere(level, dtype, rng):
+    bad_values = [np.nan, np.inf, -np.inf]
+    for classes in WIDTHS:
+        rows = 3 * classes
+        z = logits(rng, rows, classes, "float32")
+        y = rng.integers(0, classes, rows)
+        for r in range(0, rows, 3):  # one bad value per third row, in every column in turn
+            z[r, r // 3 % classes] = bad_values[r % 3]
+        z[1, y[1]] = np.nan  # in the label's own column
+        zz = bfloat16_bits(z) if dtype == "bfloat16" else z.astype(dtype)
+        got = margins(zz, y, dtype)
+        bad = np.zeros(rows, bool)
+        bad[::3] = bad[1] = True
+        assert np.isnan(got[bad]).all(), classes
+        np.testing.assert_array_equal(got[~bad], expected(zz, y, dtype)[~bad])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "bfloat16"])
+def test_extreme_values(level, dtype):
+    if dtype == "float16":
+        big, tiny = 65504.0, 6e-8  # largest finite, a subnormal
+    elif dtype == "bfloat16":
+        big, tiny = 3.3895314e38, 1e-40
+    else:
+        big, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).smallest_subnormal)
+    z = np.array(
+        [[big, -big, 0.0], [-big, -big, -big], [tiny, -tiny, 0.0], [-0.0, 0.0, -tiny]],
+        dtype=np.float32 if dtype == "bfloat16" else dtype,
+    )
+    zz = bfloat16_bits(z) if dtype == "bfloat16" else z
+    y = np.array([1, 0, 2, 0])
+    got = margins(zz, y, dtype)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(got, expected(zz, y, dtype))
+    if dtype != "float16":  # -big - big overflows to -inf (float16 is widened to float32 first)
+        assert got[0] == -np.inf
+
+
+def test_strided_rows(level, rng):
+    # Framework tensors and Arrow slices: rows further apart than C, read in place.
+    base = rng.standard_normal((300, 40)).astype(np.float32)
+    for classes in (5, 16, 33):
+        z = base[:, 3 : 3 + classes]
+        y = rng.integers(0, classes, 300)
+        np.testing.assert_array_equal(_core.margins(z, y), reference_margins(z, y))
+
+
+@pytest.mark.parametrize("classes", [10, 1000])
+def test_threads_agree(classes, rng):
+    rows = 200_000 // classes * 2  # big enough for the parallel path
+    z = rng.standard_normal((rows, classes)).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    z[rows // 2 + 1, 3] = np.nan  # a bad row in the second thread's half
+    one = _core.margins(z, y, 1)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(_core.margins(z, y, threads), one)
+
+
+def test_simd_level_from_environment():
+    code = "from aum_score import _core; print(_core.simd_level())"
+    env = dict(os.environ, AUM_SCORE_SIMD="portable")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "portable"
+    env["AUM_SCORE_SIMD"] = "no-such-level"  # ignored, never an import error
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == LEVELS[-1]
+
+
+def test_set_simd_level_clamps():
+    assert _core.set_simd_level("portable") == "portable"
+    assert _core.set_simd_level("avx512") == LEVELS[-1]  # at most what the CPU has
+    with pytest.raises(ValueError):
+        _core.set_simd_level("sse9")
+    assert _core.simd_level() == LEVELS[-1]
+
+
+# --- the accumulator --------------------------------------------------------------------------
+
+
+def reference_state(ids, margins_, labels):
+    """id -> (label, sum in row order, count)."""
+    out = {}
+    for i, m, y in zip(ids.tolist(), margins_.tolist(), labels.tolist()):
+        label, s, c = out.get(i, (y, 0.0, 0))
+        out[i] = (label, s + m, c + 1)
+    return out
+
+
+def state_of(acc):
+    keys, labels, sums, counts = acc.arrays()
+    if acc.string_ids:
+        keys = acc.strings_of(keys)
+    else:
+        keys = keys.tolist()
+    return {k: (int(y), float(s), int(c)) for k, y, s, c in zip(keys, labels, sums, counts)}
+
+
+def id_sets(rng, n):
+    return {
+        "dense": rng.permutation(n).astype(np.int64),
+        "sparse": rng.choice(
+            np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0], np.int64),
+            4,
+            replace=False,
+        ).tolist()
+        + rng.integers(-(2**62), 2**62, n - 4).tolist(),
+        "offset": rng.permutation(n).astype(np.int64) + 5_000_000_000,
+        "string": [f"s{i}-{'é' * (i % 3)}{'x' * (i % 60)}" for i in rng.permutation(n)],
+    }
+
+
+def add_rows(acc, z, y, ids, batches, threads=0, **options):
+    bounds = np.unique(np.r_[0, len(y), np.asarray(batches, dtype=np.int64)]).astype(int)
+    bounds = bounds[bounds <= len(y)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if acc.string_ids:
+            arr = pa.array(list(ids[a:b]), pa.string())
+            offsets = np.frombuffer(arr.buffers()[1], np.int32)[: b - a + 1]
+            data = np.frombuffer(arr.buffers()[2], np.uint8)
+            keys = acc.intern(offsets, data)
+        else:
+            keys = np.asarray(ids[a:b], dtype=np.int64)
+        acc.add(z[a:b], y[a:b], keys, threads=threads, **options)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "offset", "string"])
+@pytest.mark.parametrize("direct_table", [-1, 0, 1 << 20])
+def test_accumulator_matches_reference(kind, direct_table, rng):
+    n, epochs, classes = 3000, 3, 7
+    ids = np.array(id_sets(rng, n)[kind], dtype=object)
+    truth = rng.integers(0, classes, n)
+    order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
+    order = np.concatenate([order, order[:50]])  # duplicates
+    z = rng.standard_normal((len(order), classes)).astype(np.float32)
+    y = truth[order]
+    row_ids = ids[order]
+    acc = _core.Accumulator(classes, kind == "string", direct_table=direct_table)
+    # Batch boundaries anywhere: single rows, tiny and large batches.
+    add_rows(acc, z, y, row_ids, [1, 2, 3, 100, 101, 4000, 4001, 7000])
+    ref = reference_state(row_ids, reference_margins(z, y), y)
+    assert state_of(acc) == ref  # exact: sums are sequential float64 sums in row order
+    first_seen = list(dict.fromkeys(row_ids.tolist()))
+    keys = acc.arrays()[0]
+    assert (acc.strings_of(keys) if acc.string_ids else keys.tolist()) == first_seen
+    info = acc.index_info()
+    if direct_table < 0:
+        assert info["direct_size"] == 0 and info["hashed"] == n
+    elif kind in ("dense", "string"):  # string codes are dense
+        assert info["hashed"] == 0
+    elif kind == "sparse":
+        assert info["hashed"] >= n - 2
+    # A state that went through bytes, or was merged in, is the same state.
+    again = _core.Accumulator.from_bytes(acc.to_bytes())
+    assert state_of(again) == ref
+    merged = _core.Accumulator(classes, kind == "string")
+    merged.merge(acc)
+    assert state_of(merged) == ref
+
+
+def test_direct_part_grows_and_takes_over_hashed_ids(rng):
+    # direct_table=0: only density decides. Ids 0..N-1 in random order start out hashed (too
+    # sparse for the first rows) and move into the direct part as samples accumulate.
+    n, classes = 20_000, 5
+    ids = rng.permutation(n)
+    acc = _core.Accumulator(classes, direct_table=0)
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    y = ids % classes
+    seen_hashed = False
+    for a in range(0, n, 500):
+        acc.add(z[a : a + 500], y[a : a + 500], ids[a : a + 500])
+        seen_hashed |= acc.index_info()["hashed"] > 0
+    assert seen_hashed
+    assert acc.index_info()["direct_size"] >= n and acc.index_info()["hashed"] == 0
+    acc.add(z, y, ids)  # every id known: a second epoch
+    ref = reference_state(
+        np.concatenate([ids, ids]), reference_margins(np.vstack([z, z]), np.r_[y, y]), np.r_[y, y]
+    )
+    assert state_of(acc) == ref
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("classes", [10, 300])
+def test_threads_give_identical_states(threads, classes, rng):
+    n = 30_000
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    ids = rng.integers(0, 5000, n)
+    y = ids % classes
+    acc = _core.Accumulator(classes)
+    acc.add(z, y, ids, threads=threads, tally_label=3)
+    one = _core.Accumulator(classes)
+    for a in range(0, n, 977):
+        one.add(z[a : a + 977], y[a : a + 977], ids[a : a + 977], threads=1, tally_label=3)
+    assert acc.to_bytes() == one.to_bytes()
+
+
+def test_epoch_tallies_exact_with_interleaved_epochs(rng):
+    n, classes = 5000, 4
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    ids = rng.integers(-(2**40), 2**40, 700)[rng.integers(0, 700, n)]
+    truth = {i: int(v) for i, v in zip(np.unique(ids), rng.integers(0, classes, 700))}
+    y = np.array([truth[i] for i in ids])
+    epochs = rng.integers(0, 3, n)  # rows of several epochs mixed within batches
+    z[17, 2] = np.nan
+    acc = _core.Accumulator(classes)
+    for a in range(0, n, 1234):
+        b = slice(a, a + 1234)
+        acc.add(z[b], y[b], ids[b], epochs=epochs[b], tally_label=1, skip_nonfinite=True)
+    m = reference_margins(z, y)
+    tallies = acc.epoch_tallies()
+    for k, e in enumerate(tallies["epoch"]):
+        rows = [r for r in range(n) if epochs[r] == e and r != 17]
+        s = 0.0
+        ts = 0.0
+        for r in rows:  # sequential float64 sums in row order
+            s += m[r]
+            if y[r] == 1:
+                ts += m[r]
+        assert tallies["rows"][k] == len(rows)
+        assert tallies["margin_sum"][k] == s
+        assert tallies["tallied_rows"][k] == sum(y[r] == 1 for r in rows)
+        assert tallies["tallied_fitted"][k] == sum(y[r] == 1 and m[r] > 0 for r in rows)
+        assert tallies["tallied_margin_sum"][k] == ts
+    assert acc.rows_skipped == 1
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "string"])
+def test_failed_add_changes_nothing(kind, rng):
+    classes = 5
+    ids = np.array(id_sets(rng, 400)[kind], dtype=object)
+    acc = _core.Accumulator(classes, kind == "string")
+    z = rng.standard_normal((400, classes)).astype(np.float32)
+    y = rng.integers(0, classes, 400)
+    add_rows(acc, z[:200], y[:200], ids[:200], [], epochs=np.zeros(200, np.int64), tally_label=2)
+    before = acc.to_bytes()
+
+    def attempt(zz, yy, ii, **options):
+        with pytest.raises(ValueError) as info:
+            add_rows(acc, zz, yy, ii, [], **options)
+        assert acc.to_bytes() == before, info.value
+        return info.value
+
+    # New samples first, then a label conflict on a known one in the last row.
+    rows = np.r_[np.arange(200, 400), 5]
+    yy = y[rows].copy()
+    yy[-1] = (y[5] + 1) % classes
+    err = attempt(z[rows], yy, ids[rows])
+    assert err.args[1] == 200 and "label" in err.args[0]
+    # A NaN row after new samples and known samples.
+    zz = z[rows].copy()
+    zz[150, 1] = np.nan
+    err = attempt(zz, y[rows], ids[rows], tally_label=2)
+    assert err.args[1] == 150
+    # A row without a label for a new sample.
+    yy = y[rows].copy()
+    yy[120] = NO_LABEL
+    err = attempt(z[rows], yy, ids[rows])
+    assert err.args[1] == 120 and "no label" in err.args[0]
+    # Labels out of range are checked before anything.
+    yy = y[rows].copy()
+    yy[3] = classes
+    attempt(z[rows], yy, ids[rows])
+    # The same rows without the faults are then added as usual.
+    add_rows(acc, z[rows], y[rows], ids[rows], [])
+    assert acc.num_slots == 400
+
+
+def test_set_labels_is_all_or_nothing(rng):
+    acc = _core.Accumulator(4)
+    acc.set_labels(np.array([1, 2, 3]), np.array([0, 1, 2]))
+    before = acc.to_bytes()
+    with pytest.raises(ValueError):
+        acc.set_labels(np.array([10, 11, 2]), np.array([0, 0, 3]))  # 2 already has label 1
+    assert acc.to_bytes() == before
+
+
+def test_labels_from_earlier_rows_of_the_same_batch(rng):
+    acc = _core.Accumulator(3)
+    z = rng.standard_normal((4, 3)).astype(np.float32)
+    acc.add(z, np.array([2, NO_LABEL, 1, NO_LABEL]), np.array([9, 9, 10**15, 10**15]))
+    _, labels, sums, counts = acc.arrays()
+    assert labels.tolist() == [2, 1] and counts.tolist() == [2, 2]
+    m = reference_margins(z, np.array([2, 2, 1, 1]))
+    assert sums.tolist() == [m[0] + m[1], m[2] + m[3]]
+
+
+# --- logs and floors --------------------------------------------------------------------------
+
+
+def test_bfloat16_log(tmp_path, rng):
+    n, classes = 500, 12
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    bits = bfloat16_bits(z)
+    ids = np.arange(n) % 100
+    y = ids % 3
+    field = pa.field(
+        "logits", pa.list_(pa.uint16(), classes), metadata={"aum_score.dtype": "bfloat16"}
+    )
+    schema = pa.schema([("sample_id", pa.int64()), ("label", pa.int64()), field])
+    values = pa.FixedSizeListArray.from_arrays(pa.array(bits.reshape(-1)), classes)
+    batch = pa.record_batch([pa.array(ids), pa.array(y), values], schema=schema)
+    with pa.ipc.new_file(tmp_path / "epoch_0.arrow", schema) as sink:
+        sink.write_batch(batch)
+    table = aum_score.score(tmp_path).table.sort_by("sample_id")
+    ref = reference_state(ids, reference_margins(bfloat16_values(bits), y), y)
+    assert table.column("aum").to_pylist() == [ref[i][1] / ref[i][2] for i in range(100)]
+
+
+def test_bfloat16_metadata_needs_uint16(tmp_path):
+    field = pa.field("logits", pa.list_(pa.float32(), 3), metadata={"aum_score.dtype": "bfloat16"})
+    schema = pa.schema([("sample_id", pa.int64()), ("label", pa.int64()), field])
+    with pa.ipc.new_file(tmp_path / "epoch_0.arrow", schema) as sink:
+        sink.write_table(schema.empty_table())
+    with pytest.raises(aum_score.LogFormatError, match="bfloat16"):
+        aum_score.score(tmp_path)
+
+
+def test_floors():
+    data = np.arange(1000, dtype=np.uint8)
+    expect = 0
+    for b in data.tobytes():
+        expect ^= b
+    got = _core.read_floor(data)
+    folded = 0
+    for k in range(8):
+        folded ^= (got >> (8 * k)) & 0xFF
+    assert folded == expect  # xor of the 8-byte lanes folds to the xor of all bytes
+    ids = np.array([3, 1, 3, 0])
+    sums, counts = np.zeros(4), np.zeros(4, np.int64)
+    _core.scatter_floor(ids, np.array([1.0, 2.0, 3.0, 4.0]), sums, counts)
+    assert sums.tolist() == [4.0, 2.0, 0.0, 4.0] and counts.tolist() == [1, 1, 0, 2]
+    with pytest.raises(ValueError):
+        _core.scatter_floor(np.array([4]), np.array([1.0]), sums, counts)
