@@ -64,6 +64,39 @@ void register_accumulator(py::module_& m) {
           "tallied per epoch (`epochs` per row, else `epoch`), rows labelled `tally_label` apart. "
           "bfloat16: logits are uint16 bfloat16 bit patterns.")
       .def(
+          "add_margins",
+          [](aum::Accumulator& self, const py::array_t<double, py::array::c_style | py::array::forcecast>& margins,
+             const Int64Array& labels, const Int64Array& keys, int32_t source,
+             bool skip_nonfinite, bool allow_label_changes, int threads, int64_t epoch,
+             const std::optional<Int64Array>& epochs, int64_t tally_label) {
+            if (margins.ndim() != 1) throw std::invalid_argument("margins must be 1-D");
+            const int64_t rows = margins.shape(0);
+            check_length(labels, rows, "labels");
+            check_length(keys, rows, "sample ids");
+            aum::AddOptions options;
+            if (epochs) {
+              check_length(*epochs, rows, "epochs");
+              options.epochs = epochs->data();
+            }
+            options.epoch = epoch;
+            options.tally_label = tally_label;
+            options.skip_nonfinite = skip_nonfinite;
+            options.allow_label_changes = allow_label_changes;
+            options.threads = threads;
+            options.source = source;
+            aum::AddStats stats;
+            {
+              py::gil_scoped_release release;
+              stats = self.add_margins(margins.data(), rows, labels.data(), keys.data(), options);
+            }
+            return py::make_tuple(stats.added, stats.skipped);
+          },
+          py::arg("margins"), py::arg("labels"), py::arg("keys"), py::arg("source") = 0,
+          py::arg("skip_nonfinite") = false, py::arg("allow_label_changes") = false,
+          py::arg("threads") = 0, py::arg("epoch") = 0, py::arg("epochs") = py::none(),
+          py::arg("tally_label") = aum::kNoLabel,
+          "Like add, for margins computed elsewhere (compact logs).")
+      .def(
           "intern",
           [](aum::Accumulator& self, const py::array& offsets, const py::array& data,
              int threads) {

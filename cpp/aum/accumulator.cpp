@@ -1,5 +1,7 @@
 #include "aum/accumulator.hpp"
 
+#include <cmath>
+
 #include <stdexcept>
 #include <utility>
 
@@ -375,10 +377,32 @@ AddStats Accumulator::add(const LogitBlock& block, const int64_t* labels, const 
   if (block.classes != classes_)
     throw std::invalid_argument("logits have " + std::to_string(block.classes) +
                                 " classes, the state has " + std::to_string(classes_));
-  const int64_t rows = block.rows;
-  if (rows <= 0) return AddStats{};
-  if (block.row_stride < block.classes || block.data == nullptr)
+  if (block.rows > 0 && (block.row_stride < block.classes || block.data == nullptr))
     throw std::invalid_argument("logits block has a bad stride or no data");
+  return add_rows(block.rows, labels, keys, options, [&](const int64_t* row_labels, double* out) {
+    return compute_margins(block, row_labels, out, options.threads);
+  });
+}
+
+AddStats Accumulator::add_margins(const double* margins, int64_t rows, const int64_t* labels,
+                                  const int64_t* keys, const AddOptions& options) {
+  // Margins computed elsewhere (a compact log): a non-finite one marks its row as the kernel
+  // marks a row holding NaN/inf.
+  return add_rows(rows, labels, keys, options, [&](const int64_t*, double* out) {
+    int64_t nonfinite = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const bool finite = std::isfinite(margins[r]);
+      out[r] = finite ? margins[r] : std::numeric_limits<double>::quiet_NaN();
+      nonfinite += finite ? 0 : 1;
+    }
+    return nonfinite;
+  });
+}
+
+template <typename FillMargins>
+AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_t* keys,
+                               const AddOptions& options, FillMargins fill_margins) {
+  if (rows <= 0) return AddStats{};
   int64_t unlabeled = 0;
   const int64_t bad = first_bad_label(labels, rows, classes_, unlabeled);
   if (bad >= 0) throw RowError(outside(labels[bad], classes_), bad);
@@ -399,7 +423,7 @@ AddStats Accumulator::add(const LogitBlock& block, const int64_t* labels, const 
       run_pass<Pass::validate>(labels, keys, refs, rows, options, row_labels_.data(), nullptr);
       row_labels = row_labels_.data();
     }
-    const int64_t nonfinite = compute_margins(block, row_labels, row_margins_.data(), options.threads);
+    const int64_t nonfinite = fill_margins(row_labels, row_margins_.data());
     if (nonfinite > 0 && !options.skip_nonfinite) {
       if (unlabeled == 0)
         run_pass<Pass::validate>(labels, keys, refs, rows, options, nullptr, nullptr);

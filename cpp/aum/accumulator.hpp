@@ -64,6 +64,10 @@ class Accumulator {
   AddStats add(const LogitBlock& block, const int64_t* labels, const int64_t* keys,
                const AddOptions& options);
 
+  // The same for margins computed elsewhere (compact logs): rows of (margin, label, key).
+  AddStats add_margins(const double* margins, int64_t rows, const int64_t* labels,
+                       const int64_t* keys, const AddOptions& options);
+
   // Known labels (from a labels table) for samples that may appear later without a label.
   // All-or-nothing, like add.
   void set_labels(const int64_t* keys, const int64_t* labels, int64_t n, int32_t source);
@@ -100,6 +104,9 @@ class Accumulator {
   enum class Pass { validate, scatter };
 
   Slot* slot_for(int64_t key);  // creating the sample if new
+  template <typename FillMargins>
+  AddStats add_rows(int64_t rows, const int64_t* labels, const int64_t* keys,
+                    const AddOptions& options, FillMargins fill_margins);
   template <Pass kPass>
   void run_pass(const int64_t* labels, const int64_t* keys, const int64_t* refs, int64_t rows,
                 const AddOptions& options, int64_t* row_labels, AddStats* stats);

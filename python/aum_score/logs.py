@@ -24,6 +24,8 @@ PathLike = Union[str, os.PathLike]
 NO_LABEL = _core.NO_LABEL
 # Field metadata of a `logits` column of uint16 values that are bfloat16 bit patterns.
 BFLOAT16_KEY = b"aum_score.dtype"
+# What the scorer reads of a compact log besides ids and labels.
+COMPACT_MARGIN_COLUMNS = ("label_logit", "other_logit")
 
 
 def natural_key(path: str) -> list:
@@ -109,10 +111,12 @@ class LogFile:
     has_epoch_column: bool
     epoch: int | None  # from metadata or position; None when an `epoch` column gives it per row
     bfloat16: bool = False  # logits are uint16 bfloat16 bit patterns (see BFLOAT16_KEY)
+    compact: bool = False  # label_logit/other_logit columns instead of logits
 
     def batches(self, batch_rows: int = 1 << 16) -> Iterator[pa.RecordBatch]:
         """Record batches of the columns scoring needs, memory-mapped (zero-copy for Arrow IPC)."""
-        columns = ["sample_id", "logits"] + (["label"] if self.has_labels else [])
+        columns = ["sample_id", *(COMPACT_MARGIN_COLUMNS if self.compact else ["logits"])]
+        columns += ["label"] if self.has_labels else []
         columns += ["epoch"] if self.has_epoch_column else []
         return read_batches(self.path, self.format, columns, batch_rows)
 
@@ -183,31 +187,8 @@ def _list_classes(path: str, fmt: str) -> int:
     return 0
 
 
-def open_log_file(path: str, position: int) -> LogFile:
-    """Open ``path`` and check its schema against the v1 log format."""
-    fmt = _sniff_format(path)
-    schema = _read_schema(path, fmt)
-    names = schema.names
-    for required in ("sample_id", "logits"):
-        if required not in names:
-            raise LogFormatError(
-                f"{path}: missing column '{required}' (columns: {', '.join(names) or 'none'})"
-            )
-    id_type = schema.field("sample_id").type
-    if pa.types.is_dictionary(id_type):
-        id_type = id_type.value_type
-    if pa.types.is_integer(id_type):
-        string_ids = False
-    elif (
-        pa.types.is_string(id_type)
-        or pa.types.is_large_string(id_type)
-        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(id_type))
-    ):
-        string_ids = True
-    else:
-        raise LogFormatError(
-            f"{path}: column 'sample_id' has type {id_type}; expected an integer or string type"
-        )
+def _logits_classes(path: str, fmt: str, schema: pa.Schema) -> tuple[int, bool]:
+    """C of a full log's `logits` column, and whether it holds bfloat16 bit patterns."""
     logits_type = schema.field("logits").type
     # bfloat16 (no Arrow type): uint16 bit patterns, field metadata aum_score.dtype=bfloat16.
     bfloat16 = (schema.field("logits").metadata or {}).get(BFLOAT16_KEY) == b"bfloat16"
@@ -234,6 +215,58 @@ def open_log_file(path: str, position: int) -> LogFile:
         classes = logits_type.list_size
     else:
         classes = _list_classes(path, fmt)
+    return classes, bfloat16
+
+
+def _compact_classes(path: str, schema: pa.Schema) -> int:
+    """C of a compact log: its schema metadata says (no column shows it)."""
+    for name in COMPACT_MARGIN_COLUMNS:
+        if not pa.types.is_floating(schema.field(name).type):
+            raise LogFormatError(
+                f"{path}: column '{name}' has type {schema.field(name).type}; expected floats"
+            )
+    try:
+        return int((schema.metadata or {})[b"classes"])
+    except (KeyError, ValueError):
+        raise LogFormatError(
+            f"{path}: a compact log needs the number of classes in its schema metadata 'classes'"
+        ) from None
+
+
+def open_log_file(path: str, position: int) -> LogFile:
+    """Open ``path`` and check its schema against the v1 log format."""
+    fmt = _sniff_format(path)
+    schema = _read_schema(path, fmt)
+    names = schema.names
+    # A compact log (see aum_score.compact) has per-row reductions instead of `logits`.
+    compact = "logits" not in names and {"label_logit", "other_logit"} <= set(names)
+    columns = (
+        ("sample_id", "label", *COMPACT_MARGIN_COLUMNS) if compact else ("sample_id", "logits")
+    )
+    for required in columns:
+        if required not in names:
+            raise LogFormatError(
+                f"{path}: missing column '{required}' (columns: {', '.join(names) or 'none'})"
+            )
+    id_type = schema.field("sample_id").type
+    if pa.types.is_dictionary(id_type):
+        id_type = id_type.value_type
+    if pa.types.is_integer(id_type):
+        string_ids = False
+    elif (
+        pa.types.is_string(id_type)
+        or pa.types.is_large_string(id_type)
+        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(id_type))
+    ):
+        string_ids = True
+    else:
+        raise LogFormatError(
+            f"{path}: column 'sample_id' has type {id_type}; expected an integer or string type"
+        )
+    if compact:
+        classes, bfloat16 = _compact_classes(path, schema), False
+    else:
+        classes, bfloat16 = _logits_classes(path, fmt, schema)
     for name in ("label", "epoch"):
         if name in names and not pa.types.is_integer(schema.field(name).type):
             raise LogFormatError(
@@ -263,6 +296,7 @@ def open_log_file(path: str, position: int) -> LogFile:
         has_epoch_column=has_epoch_column,
         epoch=epoch,
         bfloat16=bfloat16,
+        compact=compact,
     )
 
 
@@ -388,3 +422,17 @@ def string_buffers(column: pa.Array, where: str) -> tuple[np.ndarray, np.ndarray
         np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     )
     return offsets, data
+
+
+def compact_margins(batch: pa.RecordBatch, where: str) -> np.ndarray:
+    """float64 margins of a compact batch, subtracted in the stored dtype (float32 for
+    float16/float32 logits), exactly as the full-logit kernel subtracts."""
+    label_logit, other_logit = (batch.column(name) for name in COMPACT_MARGIN_COLUMNS)
+    for name, column in zip(COMPACT_MARGIN_COLUMNS, (label_logit, other_logit)):
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise LogFormatError(f"{where}: column '{name}' is null in row {row}")
+    a, b = _values_view(label_logit), _values_view(other_logit)
+    work = np.float64 if np.float64 in (a.dtype, b.dtype) else np.float32
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (a.astype(work) - b.astype(work)).astype(np.float64)

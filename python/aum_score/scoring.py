@@ -16,6 +16,7 @@ from .labels import LabelsFile
 from .logs import (
     NO_LABEL,
     LogFile,
+    compact_margins,
     epoch_selected,
     integer_column,
     logits_matrix,
@@ -157,19 +158,16 @@ def add_arrow_batch(
     settings: AddSettings,
     epoch_of_row: np.ndarray | None,
 ) -> None:
-    logits = logits_matrix(batch.column("logits"), accumulator.classes, log.path)
     keys = sample_keys(accumulator, batch.column("sample_id"), log.path)
     if log.has_labels:
         labels = integer_column(batch.column("label"), "label", log.path, nulls_to=NO_LABEL)
     else:
         labels = np.full(len(batch), NO_LABEL, dtype=np.int64)
-    accumulator.add(
-        logits,
-        labels,
-        keys,
-        source=source,
-        epoch=log.epoch or 0,
-        epochs=epoch_of_row,
-        bfloat16=log.bfloat16,
-        **settings.kwargs(),
-    )
+    where = {"source": source, "epoch": log.epoch or 0, "epochs": epoch_of_row}
+    if log.compact:
+        accumulator.add_margins(
+            compact_margins(batch, log.path), labels, keys, **where, **settings.kwargs()
+        )
+        return
+    logits = logits_matrix(batch.column("logits"), accumulator.classes, log.path)
+    accumulator.add(logits, labels, keys, bfloat16=log.bfloat16, **where, **settings.kwargs())
