@@ -17,6 +17,24 @@ py::array_t<T> to_numpy(const std::vector<T>& values) {
   return out;
 }
 
+// The options add and add_margins share, checked against the batch's rows.
+aum::AddOptions add_options(int64_t rows, int32_t source, bool skip_nonfinite,
+                            bool allow_label_changes, int threads, int64_t epoch,
+                            const std::optional<Int64Array>& epochs, int64_t tally_label) {
+  aum::AddOptions options;
+  if (epochs) {
+    check_length(*epochs, rows, "epochs");
+    options.epochs = epochs->data();
+  }
+  options.epoch = epoch;
+  options.tally_label = tally_label;
+  options.skip_nonfinite = skip_nonfinite;
+  options.allow_label_changes = allow_label_changes;
+  options.threads = threads;
+  options.source = source;
+  return options;
+}
+
 }  // namespace
 
 void register_accumulator(py::module_& m) {
@@ -38,17 +56,9 @@ void register_accumulator(py::module_& m) {
             const aum::LogitBlock block = logit_block(logits, bfloat16);
             check_length(labels, block.rows, "labels");
             check_length(keys, block.rows, "sample ids");
-            aum::AddOptions options;
-            if (epochs) {
-              check_length(*epochs, block.rows, "epochs");
-              options.epochs = epochs->data();
-            }
-            options.epoch = epoch;
-            options.tally_label = tally_label;
-            options.skip_nonfinite = skip_nonfinite;
-            options.allow_label_changes = allow_label_changes;
-            options.threads = threads;
-            options.source = source;
+            const aum::AddOptions options =
+                add_options(block.rows, source, skip_nonfinite, allow_label_changes, threads,
+                            epoch, epochs, tally_label);
             aum::AddStats stats;
             {
               py::gil_scoped_release release;
@@ -73,17 +83,9 @@ void register_accumulator(py::module_& m) {
             const int64_t rows = margins.shape(0);
             check_length(labels, rows, "labels");
             check_length(keys, rows, "sample ids");
-            aum::AddOptions options;
-            if (epochs) {
-              check_length(*epochs, rows, "epochs");
-              options.epochs = epochs->data();
-            }
-            options.epoch = epoch;
-            options.tally_label = tally_label;
-            options.skip_nonfinite = skip_nonfinite;
-            options.allow_label_changes = allow_label_changes;
-            options.threads = threads;
-            options.source = source;
+            const aum::AddOptions options = add_options(
+                rows, source, skip_nonfinite, allow_label_changes, threads, epoch, epochs,
+                tally_label);
             aum::AddStats stats;
             {
               py::gil_scoped_release release;

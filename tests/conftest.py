@@ -83,3 +83,14 @@ def cmd():
         return CliRun(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: torch's thread pool only adds waits on a busy CPU; one thread keeps the
+    framework tests fast and steady."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

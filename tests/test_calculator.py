@@ -18,15 +18,10 @@ torch = pytest.importorskip("torch")
 
 # The reference's tiny tensor ops wait on torch's thread pool when the CPU is busy; one thread
 # keeps these tests fast and their timing steady.
-pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def read_csv(path: Path) -> list[list[str]]:

@@ -16,15 +16,7 @@ from aum_score.integrations.huggingface import (  # noqa: E402
     LogitRecordingTrainer,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors: torch's thread pool only adds waits on a busy CPU; one thread keeps the
-    # test fast and steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 ROWS = 24

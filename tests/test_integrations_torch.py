@@ -19,15 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from aum_score.integrations.torch import DatasetWithIndex, LogitRecorder  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors: torch's thread pool only adds waits on a busy CPU; one thread keeps the
-    # test fast and steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def read_epochs(directory) -> list[pa.Table]:

@@ -116,17 +116,10 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
   if (kScatter && scatter_parallel(labels, keys, refs, rows, options, stats)) return;
   const double* margins = row_margins_.data();
   double* sum_undo = sum_undo_.data();
-  auto tally_of = [this](int64_t e) {
-    for (auto& [known, t] : batch_tallies_)
-      if (known == e) return &t;
-    const auto stored = tallies_.find(e);
-    batch_tallies_.emplace_back(e, stored == tallies_.end() ? EpochTally{} : stored->second);
-    return &batch_tallies_.back().second;
-  };
   // The current epoch's tally is summed in locals (through a pointer, every row would wait for
   // the previous row's store) and written back when the epoch changes and at the end.
   int64_t epoch = options.epochs ? options.epochs[0] : options.epoch;
-  EpochTally* stored = kScatter ? tally_of(epoch) : nullptr;
+  EpochTally* stored = kScatter ? batch_tally(epoch) : nullptr;
   EpochTally t = kScatter ? *stored : EpochTally{};
   int64_t skipped = 0;
   int64_t r = 0;
@@ -160,7 +153,7 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
       if (options.epochs && options.epochs[r] != epoch) {
         *stored = t;
         epoch = options.epochs[r];
-        stored = tally_of(epoch);  // before the sums: the last thing here that can throw
+        stored = batch_tally(epoch);  // before the sums: the last thing here that can throw
         t = *stored;
       }
       sum_undo[r] = slot->sum;
@@ -313,18 +306,20 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
   return true;
 }
 
+// The batch's working copy of an epoch's tally (committed only if the batch succeeds).
+EpochTally* Accumulator::batch_tally(int64_t epoch) {
+  for (auto& [known, t] : batch_tallies_)
+    if (known == epoch) return &t;
+  const auto stored = tallies_.find(epoch);
+  batch_tallies_.emplace_back(epoch, stored == tallies_.end() ? EpochTally{} : stored->second);
+  return &batch_tallies_.back().second;
+}
+
 // The epoch tallies of a scattered batch, in row order (after scatter_parallel).
 void Accumulator::tally_rows(const int64_t* labels, int64_t rows, const AddOptions& options) {
   const double* margins = row_margins_.data();
-  auto tally_of = [this](int64_t e) {
-    for (auto& [known, t] : batch_tallies_)
-      if (known == e) return &t;
-    const auto stored = tallies_.find(e);
-    batch_tallies_.emplace_back(e, stored == tallies_.end() ? EpochTally{} : stored->second);
-    return &batch_tallies_.back().second;
-  };
   int64_t epoch = options.epochs ? options.epochs[0] : options.epoch;
-  EpochTally* stored = tally_of(epoch);
+  EpochTally* stored = batch_tally(epoch);
   EpochTally t = *stored;
   for (int64_t r = 0; r < rows; ++r) {
     const double margin = margins[r];
@@ -332,7 +327,7 @@ void Accumulator::tally_rows(const int64_t* labels, int64_t rows, const AddOptio
     if (options.epochs && options.epochs[r] != epoch) {
       *stored = t;
       epoch = options.epochs[r];
-      stored = tally_of(epoch);
+      stored = batch_tally(epoch);
       t = *stored;
     }
     t.rows += 1;

@@ -112,6 +112,7 @@ class Accumulator {
                 const AddOptions& options, int64_t* row_labels, AddStats* stats);
   bool scatter_parallel(const int64_t* labels, const int64_t* keys, const int64_t* refs,
                         int64_t rows, const AddOptions& options, AddStats* stats);
+  EpochTally* batch_tally(int64_t epoch);
   void tally_rows(const int64_t* labels, int64_t rows, const AddOptions& options);
   void undo_scatter(const int64_t* refs, int64_t rows_done);
   void roll_back(size_t first_new_sample);
