@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from . import _core
+from . import _core, storage
 from ._version import __version__
 from .arrays import to_numpy
 from .errors import FragileCutoffWarning, LogFormatError
@@ -29,6 +29,8 @@ from .scoring import (
     row_error_message,
     sample_keys,
 )
+from .state import load_state, new_state
+from .state import save_state as save_state_file
 from .thresholds import check_percentile
 
 NONFINITE_POLICIES = ("error", "skip")
@@ -60,11 +62,15 @@ def score(
     threads: int | None = None,
     progress: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    state: str | os.PathLike | None = None,
+    save_state: str | os.PathLike | None = None,
 ) -> ScoreResult:
     """Score a logit log: the AUM of every sample, and threshold-sample flags.
 
     Args:
-        logs: a directory of log files, one file, or a list of files/directories.
+        logs: a directory of log files, one file, or a list of files/directories; each may be
+            a URL (``s3://bucket/logs/``, ``gs://...``: see :mod:`aum_score.storage`). With
+            ``state``: only the new files (may be empty: the state's result).
         labels: a table (.parquet, .arrow, .feather, .csv) with ``sample_id`` and ``label``, for
             logs without a ``label`` column. When both are present they must agree.
         epochs: ``"START:END"`` or a slice: Python slice semantics on epoch numbers. ``"auto"``
@@ -81,6 +87,10 @@ def score(
         threads: threads for the margin kernel (default: all).
         progress: show a progress bar on stderr.
         on_batch: called with the bytes of each batch read (for progress bars).
+        state: a state file saved by an earlier run (``save_state``): resume from it, adding
+            ``logs`` (new epochs) without reading the files it holds. Its threshold class and
+            epoch window are the defaults; a file or epoch it already holds is refused.
+        save_state: write the state after this run here (atomically; may equal ``state``).
 
     Returns:
         A :class:`ScoreResult` (``.table`` sorted by AUM ascending, ``.summary``, ``.monitor``).
@@ -90,9 +100,24 @@ def score(
     """
     started = time.perf_counter()
     window, auto = parse_epochs(epochs)
-    files = open_log(logs)
-    classes = files[0].classes
-    labels_file = read_labels(labels, files[0].string_ids) if labels is not None else None
+    prior = load_state(state) if state is not None else None
+    if prior is not None:
+        if auto:
+            raise LogFormatError(
+                f"{state}: epochs 'auto' chooses the window from the whole log in two passes; "
+                "it cannot extend a state (give START:END)"
+            )
+        if epochs is None and prior.epoch_window is not None:
+            window = slice(*prior.epoch_window)
+        has_logs = bool([logs] if isinstance(logs, (str, os.PathLike)) else list(logs or []))
+        files = open_log(logs, first_position=len(prior.files)) if has_logs else []
+        if files:
+            prior.check_log(files, window)
+        classes, string_ids = prior.classes, prior.string_ids
+    else:
+        files = open_log(logs)
+        classes, string_ids = files[0].classes, files[0].string_ids
+    labels_file = read_labels(labels, string_ids) if labels is not None else None
     if labels_file is not None and labels_file.threshold_class is not None:
         if threshold_class not in (None, labels_file.threshold_class):
             raise LogFormatError(
@@ -100,6 +125,8 @@ def score(
                 f"class, but threshold class {threshold_class} was given"
             )
         threshold_class = labels_file.threshold_class
+    if prior is not None:
+        threshold_class = prior.check_threshold_class(threshold_class)
     if auto and threshold_class is None:
         raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
     _check_options(threshold_class, classes, percentile, nonfinite)
@@ -112,10 +139,16 @@ def score(
     )
 
     def one_pass(window: slice) -> _core.Accumulator:
-        accumulator = _core.Accumulator(classes, files[0].string_ids)
+        if prior is not None:  # rows and labels of the files it consumed, from the state
+            accumulator = prior.copy_accumulator()
+        else:
+            accumulator = _core.Accumulator(classes, string_ids)
         if labels_file is not None:
             add_labels_file(accumulator, labels_file, sources)
-        if accumulate_log(accumulator, files, sources, window, settings, on_batch) == 0:
+        rows = accumulate_log(accumulator, files, sources, window, settings, on_batch)
+        if prior is not None:
+            prior.check_added_epochs(accumulator, files)
+        elif rows == 0:
             raise LogFormatError(
                 f"{files[0].path}: no rows to score"
                 + (f" in epochs {epochs}" if epochs is not None else "")
@@ -125,14 +158,28 @@ def score(
     with ExitStack() as stack:
         if progress and on_batch is None:
             on_batch = stack.enter_context(_progress_bar(files, passes=2 if auto else 1)).update
-        result = build_result(one_pass(window), threshold_class, percentile, bootstrap)
+        accumulator = one_pass(window)
+        result = build_result(accumulator, threshold_class, percentile, bootstrap)
+        if save_state is not None:
+            labels_name = os.fspath(labels) if labels is not None else None
+            scored = (
+                prior.extended(accumulator, files, labels_name, window, threshold_class)
+                if prior is not None
+                else new_state(accumulator, files, labels_name, threshold_class, window)
+            )
         if auto:
             stop = auto_window_end(result.monitor)
             if stop is not None:  # memorisation starts inside the log: score the window again
                 window = slice(window.start, stop)
                 monitor = result.monitor
-                result = build_result(one_pass(window), threshold_class, percentile, bootstrap)
+                accumulator = one_pass(window)
+                result = build_result(accumulator, threshold_class, percentile, bootstrap)
                 result.monitor = monitor  # the whole run's monitor shows why the window ends
+                if save_state is not None:
+                    labels_name = os.fspath(labels) if labels is not None else None
+                    scored = new_state(accumulator, files, labels_name, threshold_class, window)
+    if save_state is not None:
+        save_state_file(scored, save_state)
     summary = result.summary
     summary.epoch_window = [window.start, window.stop]
     summary.set_seconds(time.perf_counter() - started)
@@ -149,7 +196,7 @@ def _progress_bar(files: Sequence[LogFile], passes: int = 1):
     """A click progress bar on stderr over the bytes of the log."""
     import click
 
-    total = passes * sum(os.path.getsize(f.path) for f in files)
+    total = passes * sum(storage.size(f.path) for f in files)
     return click.progressbar(length=total, label="scoring", file=sys.stderr)
 
 
@@ -302,6 +349,34 @@ class Scorer:
             self._accumulator.merge(other._accumulator, self.allow_label_changes)
         except ValueError as exc:
             raise LogFormatError(str(exc)) from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the scorer's state to a state file (atomically; a local path or a URL). Resume
+        with :meth:`load`, or extend it with log files: ``score(new_logs, state=path)``."""
+        from .state import ScoringState, save_state
+
+        if self._accumulator is None:
+            raise LogFormatError("no rows were added")
+        state = ScoringState(
+            self._accumulator, threshold_class=self.threshold_class, next_epoch=self.epoch
+        )
+        save_state(state, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **options: Any) -> Scorer:
+        """A scorer resumed from a state file (written by :meth:`save` or by
+        ``score(..., save_state=path)``): its rows, labels, monitor tallies, threshold class and
+        epoch. ``options`` as for :class:`Scorer`; a different threshold class is refused."""
+        from .state import load_state
+
+        state = load_state(path)
+        threshold_class = state.check_threshold_class(options.pop("threshold_class", None))
+        scorer = cls(state.classes, threshold_class=threshold_class, **options)
+        scorer._accumulator = state.accumulator
+        epochs = state.epochs()
+        # A score() state holds whole epochs: new rows start the next one.
+        scorer.epoch = state.next_epoch if not state.files else max(epochs, default=-1) + 1
+        return scorer
 
     @classmethod
     def from_bytes(cls, data: bytes, **options: Any) -> Scorer:

@@ -16,7 +16,7 @@ from typing import Union
 import numpy as np
 import pyarrow as pa
 
-from . import _core
+from . import _core, storage
 from .errors import LogFormatError
 
 LOG_EXTENSIONS = (".arrow", ".feather", ".arrows", ".parquet")
@@ -36,12 +36,15 @@ def natural_key(path: str) -> list:
 def find_log_files(logs: PathLike | Sequence[PathLike]) -> list[str]:
     """The log files of a directory, a file, or a list of either, in natural name order
     (``epoch_2`` before ``epoch_10``, also for a shell glob). Files without a log extension
-    (a README, an unfinished ``.partial`` epoch) are skipped in directories."""
+    (a README, an unfinished ``.partial`` epoch) are skipped in directories. Each may be a URL
+    (``s3://bucket/logs/``, see :mod:`aum_score.storage`)."""
     items = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
     files: list[str] = []
     for item in items:
-        path = os.fspath(item)
-        if os.path.isdir(path):
+        path = storage.local_path(item)
+        if storage.is_remote(path):
+            files.extend(_find_remote_log_files(path))
+        elif os.path.isdir(path):
             found = [
                 os.path.join(path, name)
                 for name in os.listdir(path)
@@ -60,6 +63,29 @@ def find_log_files(logs: PathLike | Sequence[PathLike]) -> list[str]:
     if not files:
         raise LogFormatError("no log files given")
     return sorted(dict.fromkeys(files), key=natural_key)
+
+
+def _find_remote_log_files(url: str) -> list[str]:
+    """A URL's log files: the object itself, or the log files directly under the prefix."""
+    from pyarrow.fs import FileType
+
+    info = storage.file_info(url)
+    if info.type == FileType.File and not url.endswith("/"):
+        return [url]
+    if info.type == FileType.NotFound:
+        raise LogFormatError(
+            f"{url}: no such file or directory (bucket, object or prefix not found)"
+        )
+    found = [
+        child
+        for child, name in storage.list_files(url)
+        if name.lower().endswith(LOG_EXTENSIONS) and not name.startswith(".")
+    ]
+    if not found:
+        raise LogFormatError(
+            f"{url}: no log files in this directory (looked for {', '.join(LOG_EXTENSIONS)})"
+        )
+    return found
 
 
 def parse_epochs(epochs: str | slice | None) -> tuple[slice, bool]:
@@ -129,10 +155,12 @@ def read_batches(
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            with pq.ParquetFile(path, memory_map=True) as reader:
+            remote = storage.is_remote(path)
+            source = storage.open_input(path) if remote else path
+            with pq.ParquetFile(source, memory_map=not remote) as reader:
                 yield from reader.iter_batches(batch_size=batch_rows, columns=columns)
             return
-        with pa.memory_map(path) as source:
+        with storage.open_input(path) as source:  # memory-mapped when local
             if fmt == "file":
                 reader = pa.ipc.open_file(source)
                 batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -146,8 +174,12 @@ def read_batches(
 
 
 def _sniff_format(path: str) -> str:
-    with open(path, "rb") as f:
-        head = f.read(8)
+    if storage.is_remote(path):
+        with storage.open_input(path) as f:
+            head = f.read(8)
+    else:
+        with open(path, "rb") as f:
+            head = f.read(8)
     if not head:
         raise LogFormatError(f"{path}: file is empty")
     if head.startswith(b"ARROW1"):
@@ -164,9 +196,11 @@ def _read_schema(path: str, fmt: str) -> pa.Schema:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            schema = pq.read_schema(path, memory_map=True)
+            remote = storage.is_remote(path)
+            source = storage.open_input(path) if remote else path
+            schema = pq.read_schema(source, memory_map=not remote)
         else:
-            with pa.memory_map(path) as source:
+            with storage.open_input(path) as source:  # memory-mapped when local
                 reader = pa.ipc.open_file(source) if fmt == "file" else pa.ipc.open_stream(source)
                 schema = reader.schema
         schema.names, schema.metadata  # noqa: B018 - decode now: names may be corrupt bytes
@@ -300,9 +334,13 @@ def open_log_file(path: str, position: int) -> LogFile:
     )
 
 
-def open_log(logs: PathLike | Sequence[PathLike]) -> list[LogFile]:
-    """Find and validate every file of a log: all must agree on C and on the sample id type."""
-    files = [open_log_file(path, i) for i, path in enumerate(find_log_files(logs))]
+def open_log(logs: PathLike | Sequence[PathLike], first_position: int = 0) -> list[LogFile]:
+    """Find and validate every file of a log: all must agree on C and on the sample id type.
+    ``first_position``: the position of the first file in the whole log (files an earlier state
+    consumed come first), the epoch of files that carry none."""
+    files = [
+        open_log_file(path, first_position + i) for i, path in enumerate(find_log_files(logs))
+    ]
     first = files[0]
     for log in files[1:]:
         if log.classes != first.classes:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from . import storage
 from .errors import LogFormatError
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".arrow": "arrow", ".feather": "arrow"}
@@ -19,6 +20,8 @@ def output_format(path: str | os.PathLike) -> str:
     if suffix not in OUTPUT_FORMATS:
         known = ", ".join(sorted(OUTPUT_FORMATS))
         raise LogFormatError(f"{path}: unknown output format {suffix!r} (use one of {known})")
+    if storage.is_remote(path):  # the bucket is checked when the result is uploaded
+        return OUTPUT_FORMATS[suffix]
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise LogFormatError(f"{path}: directory {parent} does not exist")
@@ -28,6 +31,9 @@ def output_format(path: str | os.PathLike) -> str:
 def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     """Write ``table`` to ``path`` (.parquet/.csv/.arrow/.feather); no partial file on failure."""
     fmt = output_format(path)
+    if storage.is_remote(path):
+        _upload_table(table, str(path), fmt)
+        return
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
     os.close(fd)
@@ -48,3 +54,22 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _upload_table(table: pa.Table, url: str, fmt: str) -> None:
+    """Serialise in memory (a result has one row per sample), then upload in one piece: an
+    object store shows the object only once the upload completes, so no partial result."""
+    sink = pa.BufferOutputStream()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, sink)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sink)
+    else:
+        from pyarrow import feather
+
+        feather.write_feather(table, sink, compression="uncompressed")
+    storage.write_bytes_atomic(url, sink.getvalue().to_pybytes())

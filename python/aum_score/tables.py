@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from . import storage
 from .errors import LogFormatError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".arrow", ".feather", ".arrows", ".ipc")
@@ -28,12 +29,16 @@ def read_table(
     ``what`` names the file in messages ("labels file"); ``column_types`` fixes the types of CSV
     columns. With ``exact_ids``, a CSV ``sample_id`` column is integers only when every id is
     written as a plain integer, so ids like "007" stay strings and are written back unchanged.
-    Raises :class:`LogFormatError` naming the file when it cannot be read.
+    Raises :class:`LogFormatError` naming the file when it cannot be read. ``path`` may be a URL
+    (``s3://bucket/labels.parquet``, see :mod:`aum_score.storage`).
     """
-    path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lower()
+    path = storage.local_path(path)
+    suffix = os.path.splitext(storage.base_name(path))[1].lower()
     if suffix not in TABLE_SUFFIXES:
         raise LogFormatError(f"{path}: {what} must be .csv, .parquet, .arrow or .feather")
+    source = path
+    if storage.is_remote(path):  # side tables are small and read whole: fetch once
+        source = pa.BufferReader(storage.read_bytes(path))
     try:
         if suffix == ".csv":
             import pyarrow.csv as pacsv
@@ -42,15 +47,15 @@ def read_table(
             exact = exact_ids and "sample_id" not in types
             if exact:
                 types["sample_id"] = pa.string()
-            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+            table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(column_types=types))
             if exact and "sample_id" in table.column_names:
                 table = _integer_ids_if_exact(table)
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = pq.read_table(source)
         else:
-            table = _read_ipc(path)
+            table = _read_ipc(source)
         table.validate(full=True)  # hostile files: fail here, not in a compute kernel later
     except (pa.ArrowException, OSError) as exc:
         raise LogFormatError(f"{path}: cannot read {what} ({exc})") from None
@@ -71,8 +76,13 @@ def _integer_ids_if_exact(table: pa.Table) -> pa.Table:
     return table.set_column(table.column_names.index("sample_id"), "sample_id", ids)
 
 
-def _read_ipc(path: str) -> pa.Table:
+def _read_ipc(path: str | pa.NativeFile) -> pa.Table:
     # Sniff rather than trust the extension: writers disagree on .arrow (file) vs stream.
+    if isinstance(path, pa.NativeFile):  # an object fetched from a URL
+        is_file_format = path.read(6) == b"ARROW1"
+        path.seek(0)
+        reader = pa.ipc.open_file(path) if is_file_format else pa.ipc.open_stream(path)
+        return reader.read_all()
     with open(path, "rb") as f:
         is_file_format = f.read(6) == b"ARROW1"
     with pa.memory_map(path) as source:

@@ -23,11 +23,14 @@ Examples:
   aum-score logs/ --labels labels.parquet -o aum.parquet
   aum-score logs/ --threshold-class 10 --epochs 1:150 --json
   aum-score score run1/epoch_*.arrow --top 50
+  aum-score logs/ --threshold-class 10 --save-state run.aumstate
+  aum-score new_epochs/ --resume run.aumstate --save-state run.aumstate
+  aum-score s3://bucket/run1/ --labels s3://bucket/labels.parquet
 """
 
 
 @click.command(epilog=SCORE_EXAMPLES)
-@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.argument("logs", nargs=-1, type=click.Path())
 @labels_option("Table of sample_id,label (.parquet/.arrow/.csv) for logs without a label column.")
 @output_option("Write the result here (.parquet, .csv, .arrow, .feather); written atomically.")
 @click.option(
@@ -71,6 +74,19 @@ Examples:
 )
 @click.option("--monitor", is_flag=True, help="Print the per-epoch memorisation monitor table.")
 @json_option("Print one JSON summary object (and the monitor).")
+@click.option(
+    "--resume",
+    metavar="STATE",
+    help="Extend the state saved by an earlier run (--save-state) with LOGS, only the new "
+    "epochs' files; the old files are not read. Its threshold class and --epochs are the "
+    "defaults; a file or epoch it already holds is refused. Without LOGS: its result.",
+)
+@click.option(
+    "--save-state",
+    metavar="STATE",
+    help="Write the scoring state here after a successful run (atomically; may be the "
+    "--resume file), to extend it later with new epochs.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines on stderr.")
 def score(
     logs: tuple[str, ...],
@@ -86,17 +102,22 @@ def score(
     bootstrap: int,
     monitor: bool,
     as_json: bool,
+    resume: str | None,
+    save_state: str | None,
     quiet: bool,
 ) -> None:
     """Score a logit log: the AUM of every sample, most suspicious first.
 
-    LOGS are directories of log files (.arrow, .feather, .arrows, .parquet) or files.
+    LOGS are directories of log files (.arrow, .feather, .arrows, .parquet) or files, local or
+    URLs (s3://bucket/logs/, gs://..., configured by the backend's environment variables).
     """
     from ..api import score as score_log
     from ..memorisation import format_monitor, sparkline
     from ..outputs import output_format
 
     with user_errors():
+        if not logs and not resume:
+            raise click.UsageError("give LOGS (directories or files), or --resume STATE")
         if output:
             output_format(output)  # a bad output path fails before the work, not after
         result = score_log(
@@ -110,6 +131,8 @@ def score(
             bootstrap=bootstrap,
             threads=threads,
             progress=not quiet and sys.stderr.isatty(),
+            state=resume,
+            save_state=save_state,
         )
         if output:
             result.write(output)
