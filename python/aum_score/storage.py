@@ -179,7 +179,14 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     upload completes, and nothing is sent before ``data`` is complete)."""
     path = local_path(path)
     if is_remote(path):
-        fs, fs_path = filesystem(path)
+        if urlsplit(path).scheme.lower() in ("s3", "s3a") and "allow_delayed_open" not in path:
+            # Delayed open sends an object smaller than one part as a single PutObject, not a
+            # multipart upload: one request, and what S3-compatible servers support best.
+            path_opts = path + ("&" if "?" in path else "?") + "allow_delayed_open=true"
+            fs, fs_path = filesystem(path_opts)
+            fs_path = fs_path.split("?", 1)[0]
+        else:
+            fs, fs_path = filesystem(path)
         try:
             with fs.open_output_stream(fs_path) as out:
                 out.write(data)
