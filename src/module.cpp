@@ -9,6 +9,7 @@ namespace py = pybind11;
 void register_margins(py::module_& m);
 void register_accumulator(py::module_& m);
 void register_simd(py::module_& m);
+void register_shard(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ core of aum-score: margin kernels and the per-sample AUM accumulator.";
@@ -29,6 +30,7 @@ PYBIND11_MODULE(_core, m) {
   register_margins(m);
   register_accumulator(m);
   register_simd(m);
+  register_shard(m);
   m.def("has_openmp", &aum::has_openmp);
   m.def("max_threads", &aum::max_threads);
   m.attr("NO_SOURCE") = aum::kNoSource;

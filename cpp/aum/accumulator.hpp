@@ -74,6 +74,9 @@ class Accumulator {
 
   // Adds another partial state (same classes and id kind) into this one.
   void merge(const Accumulator& other, bool allow_label_changes);
+  // This state as `shards` states: sample i (in keys() order) goes to shard_of_sample[i], or
+  // nowhere if < 0; shard 0 carries the totals and tallies. Defined in shard.cpp.
+  std::vector<Accumulator> split(const int32_t* shard_of_sample, int32_t shards) const;
 
   std::string serialize() const;
   static Accumulator deserialize(const char* data, size_t size);

@@ -64,6 +64,10 @@ def score(
     on_batch: Callable[[int], None] | None = None,
     state: str | os.PathLike | None = None,
     save_state: str | os.PathLike | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    mode: str = "auto",
+    output: str | os.PathLike | None = None,
 ) -> ScoreResult:
     """Score a logit log: the AUM of every sample, and threshold-sample flags.
 
@@ -91,6 +95,11 @@ def score(
             ``logs`` (new epochs) without reading the files it holds. Its threshold class and
             epoch window are the defaults; a file or epoch it already holds is refused.
         save_state: write the state after this run here (atomically; may equal ``state``).
+        scheduler, workers, mode, output: score on a Dask cluster (a scheduler address or
+            ``distributed.Client``; or a local cluster of ``workers`` processes) in ``mode``
+            ``"auto"``, ``"reduce"`` or ``"shard"``. ``output``: write the result there too (a
+            file; in shard mode a directory, a Parquet dataset, and the return value is a
+            ``ShardedResult``). See :func:`aum_score.distributed.score`, docs/distributed.md.
 
     Returns:
         A :class:`ScoreResult` (``.table`` sorted by AUM ascending, ``.summary``, ``.monitor``).
@@ -98,6 +107,18 @@ def score(
     Raises:
         LogFormatError: on any bad input, with the file, column or row named.
     """
+    if scheduler is not None or workers is not None:
+        if state is not None or save_state is not None:
+            raise LogFormatError("state files are not supported with a Dask cluster yet")
+        from .distributed import score as score_distributed
+
+        return score_distributed(
+            logs, labels, epochs=epochs, threshold_class=threshold_class, percentile=percentile,
+            nonfinite=nonfinite, allow_label_changes=allow_label_changes, bootstrap=bootstrap,
+            threads=threads, scheduler=scheduler, workers=workers, mode=mode, output=output,
+        )  # fmt: skip
+    if mode != "auto":
+        raise LogFormatError(f"mode {mode!r} needs a Dask cluster: give scheduler or workers")
     started = time.perf_counter()
     window, auto = parse_epochs(epochs)
     prior = load_state(state) if state is not None else None
@@ -187,6 +208,8 @@ def score(
         summary.warnings.append(
             f"no sample has the threshold class {threshold_class}, so nothing is flagged"
         )
+    if output is not None:
+        result.write(output)
     for message in summary.warnings:
         warnings.warn(message, FragileCutoffWarning, stacklevel=2)
     return result

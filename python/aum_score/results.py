@@ -65,8 +65,12 @@ def build_result(
     threshold_class: int | None,
     percentile: float,
     bootstrap: int = 1000,
+    run_threshold_aums: np.ndarray | None = None,
 ) -> ScoreResult:
-    """The result table, summary and monitor of an accumulator (seconds are set by the caller)."""
+    """The result table, summary and monitor of an accumulator (seconds are set by the caller).
+
+    ``run_threshold_aums``: when the accumulator is one shard of a distributed run, the whole
+    run's threshold-sample AUMs, from which the cut-off, flags and flag rates are computed."""
     keys, labels, sums, counts = accumulator.arrays()
     scored = counts > 0  # samples only named in a labels file have no margins
     keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
@@ -74,9 +78,17 @@ def build_result(
     is_threshold = (
         labels == threshold_class if threshold_class is not None else np.zeros(len(aum), bool)
     )
-    flags, threshold = flag_mislabeled(aum, is_threshold, percentile)
+    if run_threshold_aums is None:
+        flags, threshold = flag_mislabeled(aum, is_threshold, percentile)
+        run_threshold_aums = aum[is_threshold]
+    else:  # one shard: flag against the run's threshold samples, appended as extra samples
+        marks = np.concatenate([np.zeros(len(aum), bool), np.ones(len(run_threshold_aums), bool)])
+        flags, threshold = flag_mislabeled(
+            np.concatenate([aum, run_threshold_aums]), marks, percentile
+        )
+        flags = flags[: len(aum)] & ~is_threshold
     # Null where undefined: no threshold samples at all, or the sample is one.
-    undefined = is_threshold | (not is_threshold.any())
+    undefined = is_threshold | (len(run_threshold_aums) == 0)
     order = np.argsort(aum, kind="stable")
     ids = (
         pa.array(accumulator.strings_of(keys[order]), pa.string())
@@ -91,7 +103,9 @@ def build_result(
         "threshold_sample": pa.array(is_threshold[order], pa.bool_()),
         "mislabeled": pa.array(flags[order], pa.bool_(), mask=undefined[order]),
     }
-    cutoffs = bootstrap_thresholds(aum[is_threshold], percentile, bootstrap)
+    # Sorted: the resamples then depend on the AUMs alone, not on the order in which samples
+    # were first seen (a distributed run sees them in another order).
+    cutoffs = bootstrap_thresholds(np.sort(run_threshold_aums), percentile, bootstrap)
     interval = None
     if len(cutoffs):
         rates = flag_rates(aum, cutoffs)

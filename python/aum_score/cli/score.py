@@ -26,6 +26,8 @@ Examples:
   aum-score logs/ --threshold-class 10 --save-state run.aumstate
   aum-score new_epochs/ --resume run.aumstate --save-state run.aumstate
   aum-score s3://bucket/run1/ --labels s3://bucket/labels.parquet
+  aum-score logs/ --workers 8 -o aum.parquet        (a local Dask cluster of 8 processes)
+  aum-score logs/ --scheduler tcp://head:8786 --mode shard -o aum_dataset/
 """
 
 
@@ -87,6 +89,27 @@ Examples:
     help="Write the scoring state here after a successful run (atomically; may be the "
     "--resume file), to extend it later with new epochs.",
 )
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Score on the running Dask cluster at ADDRESS (e.g. tcp://10.0.0.1:8786); needs "
+    "aum-score[distributed] on every worker. See docs/distributed.md.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Score on a local Dask cluster of N worker processes (started for this run).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "reduce", "shard"]),
+    default="auto",
+    show_default=True,
+    help="With --scheduler/--workers: 'reduce' merges every partial state into one (the same "
+    "result as a local run); 'shard' splits the samples by id over the workers and writes "
+    "-o as a DIRECTORY, a Parquet dataset with one file per shard; 'auto' shards only when "
+    "the samples would not fit one worker's memory.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines on stderr.")
 def score(
     logs: tuple[str, ...],
@@ -104,6 +127,9 @@ def score(
     as_json: bool,
     resume: str | None,
     save_state: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    mode: str,
     quiet: bool,
 ) -> None:
     """Score a logit log: the AUM of every sample, most suspicious first.
@@ -118,7 +144,8 @@ def score(
     with user_errors():
         if not logs and not resume:
             raise click.UsageError("give LOGS (directories or files), or --resume STATE")
-        if output:
+        distributed = scheduler is not None or workers is not None
+        if output and not distributed:
             output_format(output)  # a bad output path fails before the work, not after
         result = score_log(
             list(logs),
@@ -133,8 +160,12 @@ def score(
             progress=not quiet and sys.stderr.isatty(),
             state=resume,
             save_state=save_state,
+            scheduler=scheduler,
+            workers=workers,
+            mode=mode,
+            output=output if distributed else None,  # written by the run: maybe a dataset
         )
-        if output:
+        if output and not distributed:
             result.write(output)
     summary = result.summary
     if as_json:
@@ -144,7 +175,9 @@ def score(
         return
     if output:
         if not quiet:
-            click.echo(f"wrote {summary.samples} samples to {output}", err=True)
+            shards = getattr(result, "files", None)
+            where = f" in {len(shards)} Parquet files (one per shard)" if shards else ""
+            click.echo(f"wrote {summary.samples} samples to {output}{where}", err=True)
     else:
         click.echo(format_rows(result.table, top))
     if output and quiet:
