@@ -215,10 +215,14 @@ def cli_seconds(path: Path, threads: int) -> float:
 def cli_peak_anon_mb(path: Path, threads: int) -> float:
     """Peak private (anonymous) memory of the command, sampled from /proc every 2 ms: the
     memory-mapped log is file-backed and not counted, as it can be evicted at any time."""
-    proc = subprocess.Popen(
-        ["aum-score", "score", str(path), "--json", "-q", "--threads", str(threads)],
-        stdout=subprocess.DEVNULL,
-    )
+    command = ["aum-score", "score", str(path), "--json", "-q", "--threads", str(threads)]
+    return command_peak_anon_mb(command)[1]
+
+
+def command_peak_anon_mb(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(seconds, peak private memory in MB) of a command, output discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
     peak = 0
     while proc.poll() is None:
         try:
@@ -229,8 +233,9 @@ def cli_peak_anon_mb(path: Path, threads: int) -> float:
         except OSError:
             break
         time.sleep(0.002)
-    proc.wait()
-    return peak / 1024
+    if proc.wait() != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command)
+    return time.perf_counter() - start, peak / 1024
 
 
 def aum_library(case: Case, root: Path, rows_wanted: int):

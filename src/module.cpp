@@ -9,6 +9,8 @@ namespace py = pybind11;
 void register_margins(py::module_& m);
 void register_accumulator(py::module_& m);
 void register_simd(py::module_& m);
+void register_sort(py::module_& m);
+void register_read_ahead(py::module_& m);
 void register_shard(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -30,6 +32,8 @@ PYBIND11_MODULE(_core, m) {
   register_margins(m);
   register_accumulator(m);
   register_simd(m);
+  register_sort(m);
+  register_read_ahead(m);
   register_shard(m);
   m.def("has_openmp", &aum::has_openmp);
   m.def("max_threads", &aum::max_threads);

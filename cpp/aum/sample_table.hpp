@@ -34,6 +34,10 @@ struct alignas(32) Slot {
 };
 static_assert(sizeof(Slot) == 32, "a slot must be half a cache line");
 
+// Large tables on huge pages where the OS allows (Linux: madvise), small ones on the heap.
+void* allocate_lines(size_t bytes);
+void free_lines(void* p, size_t bytes);
+
 // Cache-line aligned storage: slots and code-table lines never straddle two lines.
 template <class T>
 struct LineAllocator {
@@ -41,8 +45,8 @@ struct LineAllocator {
   LineAllocator() = default;
   template <class U>
   LineAllocator(const LineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  T* allocate(size_t n) { return static_cast<T*>(allocate_lines(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { free_lines(p, n * sizeof(T)); }
   template <class U>
   bool operator==(const LineAllocator<U>&) const { return true; }
   template <class U>

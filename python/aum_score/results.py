@@ -60,6 +60,17 @@ class ScoreResult:
         write_table(self.table, path)
 
 
+def string_array(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """Arrow strings straight from the core's offsets and bytes (no Python str per sample)."""
+    if offsets[-1] >= 2**31:
+        return pa.LargeStringArray.from_buffers(
+            len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
+        )
+    return pa.StringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)
+    )
+
+
 def build_result(
     accumulator: _core.Accumulator,
     threshold_class: int | None,
@@ -89,9 +100,9 @@ def build_result(
         flags = flags[: len(aum)] & ~is_threshold
     # Null where undefined: no threshold samples at all, or the sample is one.
     undefined = is_threshold | (len(run_threshold_aums) == 0)
-    order = np.argsort(aum, kind="stable")
+    order = _core.stable_argsort(aum)  # = np.argsort(aum, kind="stable"), by radix sort
     ids = (
-        pa.array(accumulator.strings_of(keys[order]), pa.string())
+        string_array(*accumulator.string_buffers(keys[order]))
         if accumulator.string_ids
         else pa.array(keys[order], pa.int64())
     )

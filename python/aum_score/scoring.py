@@ -22,6 +22,7 @@ from .logs import (
     logits_matrix,
     string_buffers,
 )
+from .read_ahead import read_ahead
 
 
 @dataclass
@@ -110,7 +111,7 @@ def accumulate_log(
         if log.epoch is not None and not epoch_selected(log.epoch, epochs):
             continue
         start = 0  # row number of the batch's first row within the file
-        for batch in log.batches():
+        for batch in read_ahead(log.batches()):
             rows = None  # file row of each batch row, when rows were filtered out
             file_rows = len(batch)
             epoch_of_row = None

@@ -1,0 +1,13 @@
+// The order of the result table: AUM ascending, ties in the order the samples were first seen.
+#pragma once
+
+#include <cstdint>
+
+namespace aum {
+
+// order[0..n) = the indices of values sorted ascending, stable (equal values keep their index
+// order), as numpy's stable argsort: NaN last, -0.0 equal to +0.0. A least-significant-digit radix sort on the values' bits:
+// O(n) and several times faster than a comparison sort for the million-sample tables it gets.
+void stable_argsort(const double* values, int64_t n, int64_t* order);
+
+}  // namespace aum

@@ -1,0 +1,77 @@
+"""Read-ahead (a helper thread maps the batches ahead of the scorer) and the result order's radix
+sort: optimised paths, checked against the plain ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from reference import assert_matches_reference, make_epochs, rows_of, write_log
+
+import aum_score
+from aum_score import _core, read_ahead
+from aum_score.errors import LogFormatError
+
+
+@pytest.mark.parametrize("window", [0, 1, 3000, 64 << 20])
+@pytest.mark.parametrize("fmt", ["file", "stream", "parquet"])
+def test_read_ahead_windows_score_like_the_reference(tmp_path, rng, monkeypatch, window, fmt):
+    # Windows of no batch, about one batch, a few batches and the whole log: the scorer must see
+    # every batch once, in order.
+    monkeypatch.setattr(read_ahead, "WINDOW_BYTES", window)
+    epochs = make_epochs(rng, n_samples=300, n_epochs=3)
+    write_log(tmp_path, epochs, fmt=fmt, batches_per_file=7)
+    result = aum_score.score(tmp_path)
+    assert_matches_reference(result.table, rows_of(epochs))
+
+
+def test_read_ahead_off_gives_the_same_table(tmp_path, rng, monkeypatch):
+    write_log(tmp_path, make_epochs(rng, n_samples=200, n_epochs=3), batches_per_file=5)
+    on = aum_score.score(tmp_path).table
+    monkeypatch.setenv("AUM_SCORE_READ_AHEAD", "0")
+    assert not read_ahead.enabled()
+    off = aum_score.score(tmp_path).table
+    assert on.equals(off)
+
+
+def test_an_error_mid_log_stops_the_helper_before_returning(tmp_path, rng, monkeypatch):
+    # A bad row in the first batch: the scorer stops while later batches are queued for the
+    # helper. Rewriting the file right after must be safe (no page of it touched any more).
+    monkeypatch.setattr(read_ahead, "WINDOW_BYTES", 1 << 30)
+    epochs = make_epochs(rng, n_samples=100, n_epochs=2, num_classes=4)
+    epochs[0].labels[3] = 9
+    paths = write_log(tmp_path, epochs, batches_per_file=20)
+    with pytest.raises(LogFormatError, match="label 9 is outside"):
+        aum_score.score(tmp_path)
+    for path in paths:
+        path.write_bytes(b"")  # truncating a mapped file would crash any later page read
+    with pytest.raises(LogFormatError):
+        aum_score.score(tmp_path)
+
+
+def test_touch_and_will_need_read_any_buffer():
+    data = np.arange(100_000, dtype=np.uint8)
+    assert _core.touch_pages(data) == np.bitwise_xor.reduce(data[::4096].tolist() + [data[-1]])
+    assert _core.touch_pages(np.zeros(0, np.uint8)) == 0
+    _core.will_need(pa.py_buffer(b"abc"))  # a hint on heap memory: no error
+
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 300), elements=finite_or_not))
+def test_stable_argsort_equals_numpy(values):
+    np.testing.assert_array_equal(
+        _core.stable_argsort(values), np.argsort(values, kind="stable")
+    )
+
+
+def test_stable_argsort_ties_signed_zero_and_large_input(rng):
+    values = np.array([0.0, -0.0, np.nan, -np.inf, np.inf, 1.0, -1.0, -np.nan, 0.0, -0.0])
+    np.testing.assert_array_equal(_core.stable_argsort(values), np.argsort(values, kind="stable"))
+    big = np.round(rng.standard_normal(200_000), 2)  # many ties
+    np.testing.assert_array_equal(_core.stable_argsort(big), np.argsort(big, kind="stable"))
