@@ -68,6 +68,7 @@ def score(
     workers: int | None = None,
     mode: str = "auto",
     output: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> ScoreResult:
     """Score a logit log: the AUM of every sample, and threshold-sample flags.
 
@@ -100,6 +101,8 @@ def score(
             ``"auto"``, ``"reduce"`` or ``"shard"``. ``output``: write the result there too (a
             file; in shard mode a directory, a Parquet dataset, and the return value is a
             ``ShardedResult``). See :func:`aum_score.distributed.score`, docs/distributed.md.
+        device: ``"cpu"`` or ``"cuda"``: compute the margins on the GPU (``aum_score._cuda``),
+            streaming the log through pinned host buffers; the same AUMs, bit for bit.
 
     Returns:
         A :class:`ScoreResult` (``.table`` sorted by AUM ascending, ``.summary``, ``.monitor``).
@@ -107,6 +110,7 @@ def score(
     Raises:
         LogFormatError: on any bad input, with the file, column or row named.
     """
+    device_margins = _device_margins(device, scheduler is not None or workers is not None)
     if scheduler is not None or workers is not None:
         if state is not None or save_state is not None:
             raise LogFormatError("state files are not supported with a Dask cluster yet")
@@ -158,6 +162,7 @@ def score(
         threads=threads or 0,
         threshold_class=threshold_class,
     )
+    settings.margins = device_margins
 
     def one_pass(window: slice) -> _core.Accumulator:
         if prior is not None:  # rows and labels of the files it consumed, from the state
@@ -426,12 +431,32 @@ def margins(logits: Any, labels: Any, threads: int | None = None) -> np.ndarray:
         raise LogFormatError(row_error_message(exc, "logits", Sources())) from None
 
 
+def _device_margins(device: str, distributed: bool):
+    """The margin source for ``device`` (None: the CPU core's kernel)."""
+    if device == "cpu":
+        return None
+    if device != "cuda":
+        raise LogFormatError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if distributed:
+        raise LogFormatError("device 'cuda' is not supported with a Dask cluster")
+    from .cuda import HostMarginStream
+
+    return HostMarginStream()
+
+
+def _cuda_status() -> dict:
+    from .cuda import cuda_status
+
+    return cuda_status().to_dict()
+
+
 def build_info() -> dict:
-    """How this installation was built: version, OpenMP, threads."""
+    """How this installation was built: version, OpenMP, threads, and CUDA (``cuda``: the
+    :class:`aum_score.cuda.CudaStatus` as a dict: built, usable, reason, devices, ...)."""
     return {
         "version": __version__,
         "openmp": bool(_core.has_openmp()),
         "threads": int(_core.max_threads()),
         "simd": _core.simd_level(),
-        "cuda": False,
+        "cuda": _cuda_status(),
     }

@@ -147,6 +147,16 @@ def _round_to_bfloat16(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), x, rounded.view(np.float32))
 
 
+def _cuda_placeholder(logits: Any) -> np.ndarray | None:
+    """CUDA torch logits with aum_score._cuda usable: a shape-and-dtype stand-in (see
+    :func:`aum_score.cuda.calculator_placeholder`); otherwise None and the CPU path runs."""
+    if not getattr(logits, "is_cuda", False):
+        return None
+    from .cuda import calculator_placeholder
+
+    return calculator_placeholder(logits)
+
+
 def _row_fields(
     z: np.ndarray, targets: np.ndarray, bfloat16: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -323,11 +333,19 @@ class AUMCalculator:
             LogFormatError: on mismatched lengths, targets out of range, ids of the wrong kind,
                 or a NaN/infinite margin (the calculator is then unchanged).
         """
-        z, bfloat16, y, ids = self._batch(logits, targets, sample_ids)
+        placeholder = _cuda_placeholder(logits)  # CUDA logits: the fields come from the GPU
+        z, bfloat16, y, ids = self._batch(
+            logits if placeholder is None else placeholder, targets, sample_ids
+        )
         if not len(ids):  # nothing to add; an empty id list has no kind to check either
             empty = np.zeros(0, np.int64)
             return AUMRecords(_Rows(*[empty] * len(_RECORD_COLUMNS)))
-        target_val, other, other_val, margin = _row_fields(z, y, bfloat16)
+        if placeholder is None:
+            target_val, other, other_val, margin = _row_fields(z, y, bfloat16)
+        else:
+            from .cuda import calculator_row_fields
+
+            target_val, other, other_val, margin = calculator_row_fields(logits, y)
         margin64 = margin.astype(np.float64)
         bad = np.flatnonzero(~np.isfinite(margin64))
         if len(bad):

@@ -86,6 +86,9 @@ class AddSettings:
     allow_label_changes: bool = False
     threads: int = 0
     threshold_class: int | None = None  # rows of this class are tallied per epoch
+    # Margins computed elsewhere (the GPU, aum_score.cuda.HostMarginStream): called with
+    # (logits, labels, bfloat16), returns float64 margins or None to leave the batch to the core.
+    margins: Callable | None = None
 
     def kwargs(self) -> dict:
         return {
@@ -171,4 +174,9 @@ def add_arrow_batch(
         )
         return
     logits = logits_matrix(batch.column("logits"), accumulator.classes, log.path)
+    if settings.margins is not None:
+        margins = settings.margins(logits, labels, log.bfloat16)
+        if margins is not None:  # the same margins as the core's kernel, and the same checks
+            accumulator.add_margins(margins, labels, keys, **where, **settings.kwargs())
+            return
     accumulator.add(logits, labels, keys, bfloat16=log.bfloat16, **where, **settings.kwargs())

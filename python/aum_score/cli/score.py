@@ -110,6 +110,14 @@ Examples:
     "-o as a DIRECTORY, a Parquet dataset with one file per shard; 'auto' shards only when "
     "the samples would not fit one worker's memory.",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where to compute the margins: 'cuda' streams the log through the GPU (needs "
+    "aum_score._cuda, built when a CUDA toolkit is found; same results).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines on stderr.")
 def score(
     logs: tuple[str, ...],
@@ -130,6 +138,7 @@ def score(
     scheduler: str | None,
     workers: int | None,
     mode: str,
+    device: str,
     quiet: bool,
 ) -> None:
     """Score a logit log: the AUM of every sample, most suspicious first.
@@ -164,6 +173,7 @@ def score(
             workers=workers,
             mode=mode,
             output=output if distributed else None,  # written by the run: maybe a dataset
+            device=device,
         )
         if output and not distributed:
             result.write(output)

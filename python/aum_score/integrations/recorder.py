@@ -28,6 +28,7 @@ __all__ = ["LogitRecorder"]
 _END_EPOCH = "end_epoch"
 _CLOSE = "close"  # complete a pending epoch with rows, as LogitWriter.close() does
 _ABORT = "abort"  # discard the pending epoch; completed ones are already on disk
+_RECORDS = "records"  # first item of a batch of compact records computed on the GPU
 
 
 class _Shared:
@@ -81,6 +82,11 @@ def _drain(jobs: queue.Queue, writer: LogitWriter, shared: _Shared) -> None:
                     writer.close()
                 elif job == _ABORT:
                     writer.abort()
+                elif len(job) == 4:  # (_RECORDS, ids, records on their way from the GPU, labels)
+                    _, ids, pending, labels = job
+                    writer.write_records(
+                        _to_writer_input(ids), pending.wait(), _to_writer_input(labels)
+                    )
                 else:
                     ids, logits, labels = (_to_writer_input(part) for part in job)
                     writer.write(ids, logits, labels)
@@ -214,6 +220,15 @@ class LogitRecorder:
         arrays, lists. Blocks only when ``queue_size`` batches are already waiting.
         """
         self._check()
+        if self._writer.compact and labels is not None and getattr(logits, "is_cuda", False):
+            # Compact log, CUDA logits: the records are computed on the GPU and only four
+            # numbers a row are copied (aum_score.cuda); None: the CPU path below.
+            from ..cuda import compact_records_async
+
+            pending = compact_records_async(logits, labels)
+            if pending is not None:
+                self._put((_RECORDS, _host_copy(sample_ids), pending, _host_copy(labels)))
+                return
         self._put((_host_copy(sample_ids), _host_copy(logits), _host_copy(labels)))
 
     def end_epoch(self) -> None:
