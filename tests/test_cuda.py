@@ -41,6 +41,8 @@ def test_module_is_built_when_nvcc_is_on_path():
     # kernel that does not compile fails the install, so this guards CI against a silent skip.
     if os.environ.get("AUM_SCORE_CUDA", "AUTO").upper() == "OFF":
         pytest.skip("built with AUM_SCORE_CUDA=OFF")
+    if "site-packages" not in aum_score.__file__:  # an editable dev install: builds vary
+        pytest.skip("editable install; CI's `pip install .` checks this")
     assert STATUS.built, STATUS.reason
     assert "120" in STATUS.architectures  # PTX of the newest architecture
 
