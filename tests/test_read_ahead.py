@@ -65,9 +65,7 @@ finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)
 @settings(max_examples=200, deadline=None)
 @given(hnp.arrays(np.float64, st.integers(0, 300), elements=finite_or_not))
 def test_stable_argsort_equals_numpy(values):
-    np.testing.assert_array_equal(
-        _core.stable_argsort(values), np.argsort(values, kind="stable")
-    )
+    np.testing.assert_array_equal(_core.stable_argsort(values), np.argsort(values, kind="stable"))
 
 
 def test_stable_argsort_ties_signed_zero_and_large_input(rng):

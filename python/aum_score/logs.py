@@ -338,9 +338,7 @@ def open_log(logs: PathLike | Sequence[PathLike], first_position: int = 0) -> li
     """Find and validate every file of a log: all must agree on C and on the sample id type.
     ``first_position``: the position of the first file in the whole log (files an earlier state
     consumed come first), the epoch of files that carry none."""
-    files = [
-        open_log_file(path, first_position + i) for i, path in enumerate(find_log_files(logs))
-    ]
+    files = [open_log_file(path, first_position + i) for i, path in enumerate(find_log_files(logs))]
     first = files[0]
     for log in files[1:]:
         if log.classes != first.classes:

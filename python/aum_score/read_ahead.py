@@ -26,9 +26,17 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def window_bytes() -> int:
+    """WINDOW_BYTES, or AUM_SCORE_READ_AHEAD megabytes (0: off, to measure what it brings)."""
+    setting = os.environ.get("AUM_SCORE_READ_AHEAD", "")
+    try:
+        return int(float(setting) * (1 << 20)) if setting else WINDOW_BYTES
+    except ValueError:
+        return WINDOW_BYTES
+
+
 def enabled() -> bool:
-    """Off with AUM_SCORE_READ_AHEAD=0 (to measure what it brings)."""
-    return os.environ.get("AUM_SCORE_READ_AHEAD", "1") != "0"
+    return window_bytes() > 0
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -51,7 +59,8 @@ def _touch(buffers: list[pa.Buffer]) -> None:
 def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The same batches, in order; each one's pages read before it is yielded, with up to
     WINDOW_BYTES of later batches being read meanwhile."""
-    if not enabled():
+    limit = window_bytes()
+    if limit <= 0:
         yield from batches
         return
     window: deque[tuple[pa.RecordBatch, Future, int]] = deque()
@@ -64,7 +73,7 @@ def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             size = sum(b.size for b in buffers)
             window.append((batch, _executor().submit(_touch, buffers), size))
             ahead += size
-            while window and ahead - window[0][2] >= WINDOW_BYTES:
+            while window and ahead - window[0][2] >= limit:
                 ready, touched, size = window.popleft()
                 ahead -= size
                 touched.result()
