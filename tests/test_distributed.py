@@ -331,3 +331,34 @@ def _piece_states(dask_scheduler=None) -> dict:
         else:
             waiting += 1
     return {"done_on": done_on, "waiting": waiting}
+
+
+def test_resume_on_a_cluster_equals_scoring_everything_locally(client, tmp_path, rng):
+    # Epochs 0-2 scored locally and saved; epochs 3-5 added on the cluster (the old files gone);
+    # then the saved result extended again locally with nothing new: all equal one local run.
+    epochs = make_epochs(rng, n_samples=200, num_classes=C, n_epochs=6, id_kind="str")
+    write_log(tmp_path / "all", epochs, batches_per_file=3)
+    write_log(tmp_path / "old", {e: epochs[e] for e in range(3)}, batches_per_file=3)
+    write_log(tmp_path / "new", {e: epochs[e] for e in range(3, 6)}, batches_per_file=3)
+    state = tmp_path / "run.aumstate"
+    aum_score.score(tmp_path / "old", threshold_class=TC, save_state=state)
+    for path in (tmp_path / "old").iterdir():
+        path.unlink()
+    resumed = aum_score.score(
+        tmp_path / "new", scheduler=client, state=state, save_state=state, bootstrap=0
+    )
+    local = aum_score.score(tmp_path / "all", threshold_class=TC, bootstrap=0)
+    assert_same(local, resumed)
+    assert_same(local, aum_score.score([], state=state, bootstrap=0))
+    with pytest.raises(aum_score.LogFormatError, match="already scored into state"):
+        aum_score.score(tmp_path / "new", scheduler=client, state=state)
+
+
+def test_state_files_need_reduce_mode(client, tmp_path, rng):
+    write_log(tmp_path / "log", make_epochs(rng, n_samples=50, num_classes=C, n_epochs=2))
+    with pytest.raises(aum_score.LogFormatError, match="shard mode never gathers"):
+        aum_score.score(
+            tmp_path / "log", scheduler=client, mode="shard", output=tmp_path / "out",
+            save_state=tmp_path / "s.aumstate",
+        )  # fmt: skip
+    assert not (tmp_path / "s.aumstate").exists()

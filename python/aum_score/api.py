@@ -112,14 +112,13 @@ def score(
     """
     device_margins = _device_margins(device, scheduler is not None or workers is not None)
     if scheduler is not None or workers is not None:
-        if state is not None or save_state is not None:
-            raise LogFormatError("state files are not supported with a Dask cluster yet")
         from .distributed import score as score_distributed
 
         return score_distributed(
             logs, labels, epochs=epochs, threshold_class=threshold_class, percentile=percentile,
             nonfinite=nonfinite, allow_label_changes=allow_label_changes, bootstrap=bootstrap,
             threads=threads, scheduler=scheduler, workers=workers, mode=mode, output=output,
+            state=state, save_state=save_state,
         )  # fmt: skip
     if mode != "auto":
         raise LogFormatError(f"mode {mode!r} needs a Dask cluster: give scheduler or workers")

@@ -32,6 +32,8 @@ from ..logs import open_log, parse_epochs
 from ..memorisation import auto_window_end
 from ..results import ScoreResult, Summary, build_result
 from ..scoring import AddSettings, Sources, add_labels_file
+from ..state import ScoringState, load_state, new_state
+from ..state import save_state as save_state_file
 from ..thresholds import bootstrap_thresholds, check_percentile, flag_mislabeled, fragility_warning
 from .cluster import choose_mode, dask_client, worker_memory
 from .plan import TASK_BYTES, LogPiece, estimate_samples, plan_pieces
@@ -90,6 +92,8 @@ def score(
     output: str | os.PathLike | None = None,
     shards: int | None = None,
     task_bytes: int = TASK_BYTES,
+    state: str | os.PathLike | None = None,
+    save_state: str | os.PathLike | None = None,
 ) -> ScoreResult | ShardedResult:
     """:func:`aum_score.score` on a Dask cluster (``scheduler``: an address or a
     ``distributed.Client``; or ``workers``: start a local cluster of that many processes).
@@ -100,11 +104,30 @@ def score(
     ``"auto"``: shard when the per-sample state would not fit one worker's memory.
     ``threads``: kernel threads per task (default 1: a worker runs as many tasks at once as it
     has threads). ``task_bytes``: bytes of log one task reads (large files are split by record
-    batch or row group). Other arguments as for :func:`aum_score.score`.
+    batch or row group). ``state``/``save_state`` (reduce mode only: a state file holds every
+    sample): the new files' partial states are merged into the saved state's, as a local resume
+    adds them. Other arguments as for :func:`aum_score.score`.
     """
     started = time.perf_counter()
     window, auto = parse_epochs(epochs)
-    files = open_log(logs)
+    prior = load_state(state) if state is not None else None
+    if (prior is not None or save_state is not None) and mode == "shard":
+        raise LogFormatError(
+            "state files hold every sample, which shard mode never gathers: use mode 'reduce' "
+            "with --resume/--save-state"
+        )
+    if prior is not None:
+        if auto:
+            raise LogFormatError(
+                f"{state}: epochs 'auto' chooses the window from the whole log in two passes; "
+                "it cannot extend a state (give START:END)"
+            )
+        if epochs is None and prior.epoch_window is not None:
+            window = slice(*prior.epoch_window)
+        files = open_log(logs, first_position=len(prior.files))
+        prior.check_log(files, window)
+    else:
+        files = open_log(logs)
     classes, string_ids = files[0].classes, files[0].string_ids
     labels_file = read_labels(labels, string_ids) if labels is not None else None
     if labels_file is not None and labels_file.threshold_class is not None:
@@ -114,6 +137,8 @@ def score(
                 f"class, but threshold class {threshold_class} was given"
             )
         threshold_class = labels_file.threshold_class
+    if prior is not None:
+        threshold_class = prior.check_threshold_class(threshold_class)
     if auto and threshold_class is None:
         raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
     _check_options(threshold_class, classes, percentile, nonfinite)
@@ -142,6 +167,8 @@ def score(
     labelled = len(labels_file.labels) if labels_file is not None else None
     with dask_client(scheduler, workers) as client:
         count, memory = worker_memory(client)
+        if prior is not None or save_state is not None:
+            mode = "reduce"  # a state file holds every sample: one merged state
         mode, shards = choose_mode(mode, estimate_samples(pieces, labelled), count, memory, shards)
         if mode == "shard" and output is None:
             raise LogFormatError(
@@ -163,7 +190,16 @@ def score(
                 window = setup.window = slice(window.start, stop)
                 pieces = plan_pieces(files, window, task_bytes)
         if mode == "reduce":
-            result = _reduce(client, pieces, setup, no_rows, threshold_class, percentile, bootstrap)
+            accumulator = _reduce(client, pieces, setup, no_rows, prior)
+            result = build_result(accumulator, threshold_class, percentile, bootstrap)
+            if save_state is not None:
+                labels_name = os.fspath(labels) if labels is not None else None
+                scored = (
+                    prior.extended(accumulator, files, labels_name, window, threshold_class)
+                    if prior is not None
+                    else new_state(accumulator, files, labels_name, threshold_class, window)
+                )
+                save_state_file(scored, save_state)
         else:
             result = _shard(
                 client,
@@ -245,7 +281,8 @@ def _tree_merge(
     return level[0][0]
 
 
-def _reduce(client, pieces, setup, no_rows, threshold_class, percentile, bootstrap) -> ScoreResult:
+def _reduce(client, pieces, setup, no_rows, prior: ScoringState | None) -> _core.Accumulator:
+    """The one merged state of every piece (added to ``prior``'s, when resuming)."""
     parts = [client.submit(accumulate_piece, p, setup, 1, pure=False) for p in pieces]
     leaves = [
         (client.submit(operator.getitem, f, 0, pure=False), _piece_name(p))
@@ -253,9 +290,17 @@ def _reduce(client, pieces, setup, no_rows, threshold_class, percentile, bootstr
     ]
     root = _tree_merge(client, leaves, setup.settings.allow_label_changes)
     state = _core.Accumulator.from_bytes(root.result())
-    if state.rows_added + state.rows_skipped == 0:
-        raise LogFormatError(no_rows)
-    return build_result(state, threshold_class, percentile, bootstrap)
+    if prior is None:
+        if state.rows_added + state.rows_skipped == 0:
+            raise LogFormatError(no_rows)
+        return state
+    merged = prior.copy_accumulator()
+    try:
+        merged.merge(state, setup.settings.allow_label_changes)
+    except ValueError as exc:
+        raise LogFormatError(f"{prior.name()}: {exc}") from None
+    prior.check_added_epochs(merged, pieces)
+    return merged
 
 
 def _shard(
