@@ -10,6 +10,16 @@ std::pair<const void*, size_t> bytes_of(const py::buffer& buffer) {
 
 void register_read_ahead(py::module_& m) {
   m.def(
+      "resident",
+      [](const py::buffer& buffer) {
+        const auto [data, bytes] = bytes_of(buffer);
+        py::gil_scoped_release release;
+        return aum::resident(data, bytes);
+      },
+      py::arg("buffer"),
+      "Whether every page of a (memory-mapped) buffer is in memory; False where the OS cannot "
+      "tell.");
+  m.def(
       "will_need",
       [](const py::buffer& buffer) {
         const auto [data, bytes] = bytes_of(buffer);

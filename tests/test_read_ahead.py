@@ -3,6 +3,8 @@ sort: optimised paths, checked against the plain ones."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -20,8 +22,9 @@ from aum_score.errors import LogFormatError
 @pytest.mark.parametrize("fmt", ["file", "stream", "parquet"])
 def test_read_ahead_windows_score_like_the_reference(tmp_path, rng, monkeypatch, window, fmt):
     # Windows of no batch, about one batch, a few batches and the whole log: the scorer must see
-    # every batch once, in order.
+    # every batch once, in order. The files were just written (in memory): make the helper run.
     monkeypatch.setattr(read_ahead, "WINDOW_BYTES", window)
+    monkeypatch.setattr(read_ahead, "SKIP_RESIDENT", False)
     epochs = make_epochs(rng, n_samples=300, n_epochs=3)
     write_log(tmp_path, epochs, fmt=fmt, batches_per_file=7)
     result = aum_score.score(tmp_path)
@@ -41,6 +44,7 @@ def test_an_error_mid_log_stops_the_helper_before_returning(tmp_path, rng, monke
     # A bad row in the first batch: the scorer stops while later batches are queued for the
     # helper. Rewriting the file right after must be safe (no page of it touched any more).
     monkeypatch.setattr(read_ahead, "WINDOW_BYTES", 1 << 30)
+    monkeypatch.setattr(read_ahead, "SKIP_RESIDENT", False)
     epochs = make_epochs(rng, n_samples=100, n_epochs=2, num_classes=4)
     epochs[0].labels[3] = 9
     paths = write_log(tmp_path, epochs, batches_per_file=20)
@@ -57,6 +61,25 @@ def test_touch_and_will_need_read_any_buffer():
     assert _core.touch_pages(data) == np.bitwise_xor.reduce(data[::4096].tolist() + [data[-1]])
     assert _core.touch_pages(np.zeros(0, np.uint8)) == 0
     _core.will_need(pa.py_buffer(b"abc"))  # a hint on heap memory: no error
+    assert _core.resident(data)  # heap memory in use is in memory (or the OS cannot tell: False)
+    assert _core.resident(np.zeros(0, np.uint8))
+
+
+def test_a_file_dropped_from_the_page_cache_is_not_resident(tmp_path):
+    # posix_fadvise(DONTNEED) drops a clean file's pages; its mapping is then not resident.
+    if not hasattr(os, "posix_fadvise") or not hasattr(os, "sync"):
+        pytest.skip("no posix_fadvise here")
+    path = tmp_path / "cold.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(1 << 22))
+    os.sync()
+    with open(path, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    with pa.memory_map(str(path)) as source:
+        buffer = source.read_buffer()
+        if _core.resident(buffer):
+            pytest.skip("the OS kept the pages (or cannot tell)")
+        _core.touch_pages(buffer)
+        assert _core.resident(buffer)
 
 
 finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)

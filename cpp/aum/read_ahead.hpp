@@ -7,6 +7,11 @@
 
 namespace aum {
 
+// Whether [data, data + bytes) is in memory, judged from a sample of its pages (Linux:
+// mincore). Elsewhere, or if the OS cannot tell, false: read-ahead then goes ahead, which is
+// only wasted on a warm cache.
+bool resident(const void* data, size_t bytes);
+
 // Asks the OS to start reading [data, data + bytes) in the background (madvise WILLNEED where
 // there is one; a hint: returns at once, and nothing happens where it is not supported).
 void will_need(const void* data, size_t bytes);

@@ -17,10 +17,10 @@ from . import _core, storage
 from ._version import __version__
 from .arrays import to_numpy
 from .errors import FragileCutoffWarning, LogFormatError
-from .labels import read_labels
-from .logs import NO_LABEL, LogFile, open_log, parse_epochs
+from .logs import NO_LABEL, LogFile
 from .memorisation import auto_window_end
 from .results import ScoreResult, build_result
+from .run_inputs import check_options, run_inputs
 from .scoring import (
     AddSettings,
     Sources,
@@ -29,24 +29,8 @@ from .scoring import (
     row_error_message,
     sample_keys,
 )
-from .state import load_state, new_state
+from .state import new_state
 from .state import save_state as save_state_file
-from .thresholds import check_percentile
-
-NONFINITE_POLICIES = ("error", "skip")
-
-
-def _check_options(
-    threshold_class: int | None, classes: int | None, percentile: float, nonfinite: str
-) -> None:
-    check_percentile(percentile)
-    if nonfinite not in NONFINITE_POLICIES:
-        raise LogFormatError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}")
-    if threshold_class is not None and classes is not None and not 0 <= threshold_class < classes:
-        raise LogFormatError(
-            f"threshold class {threshold_class} is outside [0, {classes}) (the logits have "
-            f"{classes} classes)"
-        )
 
 
 def score(
@@ -123,37 +107,10 @@ def score(
     if mode != "auto":
         raise LogFormatError(f"mode {mode!r} needs a Dask cluster: give scheduler or workers")
     started = time.perf_counter()
-    window, auto = parse_epochs(epochs)
-    prior = load_state(state) if state is not None else None
-    if prior is not None:
-        if auto:
-            raise LogFormatError(
-                f"{state}: epochs 'auto' chooses the window from the whole log in two passes; "
-                "it cannot extend a state (give START:END)"
-            )
-        if epochs is None and prior.epoch_window is not None:
-            window = slice(*prior.epoch_window)
-        has_logs = bool([logs] if isinstance(logs, (str, os.PathLike)) else list(logs or []))
-        files = open_log(logs, first_position=len(prior.files)) if has_logs else []
-        if files:
-            prior.check_log(files, window)
-        classes, string_ids = prior.classes, prior.string_ids
-    else:
-        files = open_log(logs)
-        classes, string_ids = files[0].classes, files[0].string_ids
-    labels_file = read_labels(labels, string_ids) if labels is not None else None
-    if labels_file is not None and labels_file.threshold_class is not None:
-        if threshold_class not in (None, labels_file.threshold_class):
-            raise LogFormatError(
-                f"{labels_file.path}: marks class {labels_file.threshold_class} as the threshold "
-                f"class, but threshold class {threshold_class} was given"
-            )
-        threshold_class = labels_file.threshold_class
-    if prior is not None:
-        threshold_class = prior.check_threshold_class(threshold_class)
-    if auto and threshold_class is None:
-        raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
-    _check_options(threshold_class, classes, percentile, nonfinite)
+    run = run_inputs(logs, labels, epochs, threshold_class, percentile, nonfinite, state)
+    files, window, auto, prior = run.files, run.window, run.auto, run.prior
+    labels_file, threshold_class = run.labels_file, run.threshold_class
+    classes, string_ids = run.classes, run.string_ids
     sources = Sources(logs=[f.path for f in files], labels=os.fspath(labels) if labels else None)
     settings = AddSettings(
         skip_nonfinite=nonfinite == "skip",
@@ -247,7 +204,7 @@ class Scorer:
         bootstrap: int = 1000,
         threads: int | None = None,
     ) -> None:
-        _check_options(threshold_class, num_classes, percentile, nonfinite)
+        check_options(threshold_class, num_classes, percentile, nonfinite)
         self.num_classes = num_classes
         self.threshold_class = threshold_class
         self.percentile = percentile
@@ -264,7 +221,7 @@ class Scorer:
         if self._accumulator is None:
             if self.num_classes is not None and classes != self.num_classes:
                 raise LogFormatError(f"logits have {classes} classes, expected {self.num_classes}")
-            _check_options(self.threshold_class, classes, self.percentile, self.nonfinite)
+            check_options(self.threshold_class, classes, self.percentile, self.nonfinite)
             self.num_classes = classes
             self._accumulator = _core.Accumulator(classes, string_ids)
         elif self._accumulator.string_ids != string_ids:

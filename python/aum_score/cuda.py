@@ -433,9 +433,9 @@ class DeviceScorer:
         allow_label_changes: bool = False,
         bootstrap: int = 1000,
     ) -> None:
-        from .api import _check_options
+        from .run_inputs import check_options
 
-        _check_options(threshold_class, num_classes, percentile, nonfinite)
+        check_options(threshold_class, num_classes, percentile, nonfinite)
         self.num_classes = int(num_classes)
         self.num_samples = num_samples
         self.threshold_class = threshold_class

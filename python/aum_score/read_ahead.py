@@ -2,10 +2,13 @@
 read (cold cache) and mapped (warm cache) by a helper thread.
 
 Reading a memory-mapped file costs a disk read or a page fault on first touch of every page. At
-small C the faults are about half the scoring thread's time, and on a cold cache the disk is the
-whole story. So the scorer keeps a window of batches ahead of it: for each it asks the OS to start
-reading (madvise WILLNEED, returns at once) and a helper thread touches its pages; a batch is
-scored once its pages are in. The OS then has the window's reads in flight while the scorer
+small C the faults are a large part of the scoring thread's time, and on a cold cache the disk
+is the whole story. So the scorer keeps a window of batches ahead of it: for each it asks the OS
+to start reading (madvise WILLNEED, returns at once) and a helper thread touches its pages, if
+they are not in memory yet (mincore; on a warm cache the helper would only compete with the
+scorer for a core). The scorer never waits for the helper: a batch the scorer reaches first it
+reads itself (at large C it can outrun the helper, and waiting would make it as slow as the
+helper), and the helper skips it. The OS has the window's reads in flight while the scorer
 computes, as a plain sequential ``cat`` would.
 """
 
@@ -22,6 +25,7 @@ import pyarrow as pa
 from . import _core
 
 WINDOW_BYTES = 64 << 20  # read ahead of the scorer: 8 of LogitWriter's 8 MB batches
+SKIP_RESIDENT = True  # batches already in memory need no helper (tests turn this off)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -51,40 +55,57 @@ def _buffers(batch: pa.RecordBatch) -> list[pa.Buffer]:
     return [b for column in batch.columns for b in column.buffers() if b is not None and b.size]
 
 
-def _touch(buffers: list[pa.Buffer]) -> None:
+class _Progress:
+    """Batches [0, consumed) were reached by the scorer: the helper skips them."""
+
+    consumed = 0
+
+
+def _touch(buffers: list[pa.Buffer], index: int, progress: _Progress) -> None:
     for buffer in buffers:
+        if index < progress.consumed:
+            return
         _core.touch_pages(buffer)
 
 
 def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The same batches, in order; each one's pages read before it is yielded, with up to
-    WINDOW_BYTES of later batches being read meanwhile."""
+    """The same batches, in order, with up to the window's bytes of later batches being read
+    and mapped by the helper meanwhile."""
     limit = window_bytes()
     if limit <= 0:
         yield from batches
         return
-    window: deque[tuple[pa.RecordBatch, Future, int]] = deque()
+    progress = _Progress()
+    window: deque[tuple[pa.RecordBatch, int]] = deque()  # read ahead, not yet yielded
+    touching: list[Future] = []
     ahead = 0
     try:
-        for batch in batches:
+        for index, batch in enumerate(batches):
             buffers = _buffers(batch)
-            for buffer in buffers:
-                _core.will_need(buffer)
             size = sum(b.size for b in buffers)
-            window.append((batch, _executor().submit(_touch, buffers), size))
+            # Pages already in memory (a warm cache): the scorer maps them faster itself than
+            # it would share a core with the helper. Only pages still to be read are worth it.
+            # The logits, the largest buffer, speak for the batch (each check is a few syscalls).
+            largest = max(buffers, key=lambda b: b.size, default=None)
+            if largest is not None and not (SKIP_RESIDENT and _core.resident(largest)):
+                for buffer in buffers:
+                    _core.will_need(buffer)
+                touching = [f for f in touching if not f.done()]
+                touching.append(_executor().submit(_touch, buffers, index, progress))
+            window.append((batch, size))
             ahead += size
-            while window and ahead - window[0][2] >= limit:
-                ready, touched, size = window.popleft()
+            while window and ahead - window[0][1] >= limit:
+                ready, size = window.popleft()
                 ahead -= size
-                touched.result()
+                progress.consumed += 1
                 yield ready
         while window:
-            ready, touched, _ = window.popleft()
-            touched.result()
-            yield ready
+            progress.consumed += 1
+            yield window.popleft()[0]
     finally:
-        # The scorer stopped early (an error, or the caller closed us): no page of these files
-        # may be touched after we return, since the caller may then change or truncate them.
-        for _, touched, _ in window:
+        # Done, failed or closed early: no page of these files may be touched after we return,
+        # since the caller may then change or truncate them.
+        progress.consumed = 1 << 62
+        for touched in touching:
             if not touched.cancel():
                 touched.exception()

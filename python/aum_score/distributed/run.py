@@ -27,14 +27,13 @@ import pyarrow as pa
 
 from .. import _core
 from ..errors import FragileCutoffWarning, LogFormatError
-from ..labels import read_labels
-from ..logs import open_log, parse_epochs
 from ..memorisation import auto_window_end
 from ..results import ScoreResult, Summary, build_result
+from ..run_inputs import run_inputs
 from ..scoring import AddSettings, Sources, add_labels_file
-from ..state import ScoringState, load_state, new_state
+from ..state import ScoringState, new_state
 from ..state import save_state as save_state_file
-from ..thresholds import bootstrap_thresholds, check_percentile, flag_mislabeled, fragility_warning
+from ..thresholds import bootstrap_thresholds, flag_mislabeled, fragility_warning
 from .cluster import choose_mode, dask_client, worker_memory
 from .plan import TASK_BYTES, LogPiece, estimate_samples, plan_pieces
 from .tasks import (
@@ -109,39 +108,17 @@ def score(
     adds them. Other arguments as for :func:`aum_score.score`.
     """
     started = time.perf_counter()
-    window, auto = parse_epochs(epochs)
-    prior = load_state(state) if state is not None else None
-    if (prior is not None or save_state is not None) and mode == "shard":
+    if (state is not None or save_state is not None) and mode == "shard":
         raise LogFormatError(
             "state files hold every sample, which shard mode never gathers: use mode 'reduce' "
             "with --resume/--save-state"
         )
-    if prior is not None:
-        if auto:
-            raise LogFormatError(
-                f"{state}: epochs 'auto' chooses the window from the whole log in two passes; "
-                "it cannot extend a state (give START:END)"
-            )
-        if epochs is None and prior.epoch_window is not None:
-            window = slice(*prior.epoch_window)
-        files = open_log(logs, first_position=len(prior.files))
-        prior.check_log(files, window)
-    else:
-        files = open_log(logs)
-    classes, string_ids = files[0].classes, files[0].string_ids
-    labels_file = read_labels(labels, string_ids) if labels is not None else None
-    if labels_file is not None and labels_file.threshold_class is not None:
-        if threshold_class not in (None, labels_file.threshold_class):
-            raise LogFormatError(
-                f"{labels_file.path}: marks class {labels_file.threshold_class} as the threshold "
-                f"class, but threshold class {threshold_class} was given"
-            )
-        threshold_class = labels_file.threshold_class
-    if prior is not None:
-        threshold_class = prior.check_threshold_class(threshold_class)
-    if auto and threshold_class is None:
-        raise LogFormatError("epochs 'auto' needs threshold samples: give the threshold class")
-    _check_options(threshold_class, classes, percentile, nonfinite)
+    run = run_inputs(logs, labels, epochs, threshold_class, percentile, nonfinite, state)
+    files, window, auto, prior = run.files, run.window, run.auto, run.prior
+    labels_file, threshold_class = run.labels_file, run.threshold_class
+    classes, string_ids = run.classes, run.string_ids
+    if not files:
+        raise LogFormatError("give the new log files to score on the cluster")
     if labels_file is not None:  # its own errors (a sample given two labels) as a local run's
         add_labels_file(
             _core.Accumulator(classes, string_ids), labels_file, Sources(labels=labels_file.path)
@@ -228,19 +205,6 @@ def score(
     for message in summary.warnings:
         warnings.warn(message, FragileCutoffWarning, stacklevel=3)
     return result
-
-
-def _check_options(
-    threshold_class: int | None, classes: int, percentile: float, nonfinite: str
-) -> None:
-    check_percentile(percentile)
-    if nonfinite not in ("error", "skip"):
-        raise LogFormatError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}")
-    if threshold_class is not None and not 0 <= threshold_class < classes:
-        raise LogFormatError(
-            f"threshold class {threshold_class} is outside [0, {classes}) (the logits have "
-            f"{classes} classes)"
-        )
 
 
 def _piece_name(piece: LogPiece) -> str:
