@@ -226,6 +226,8 @@ void register_accumulator(py::module_& m) {
                              [](const aum::Accumulator& self) {
                                return self.id_kind() == aum::IdKind::string;
                              })
+      .def("expect_samples", &aum::Accumulator::expect_samples, py::arg("samples"),
+           "A hint: size the tables for this many samples when first needed.")
       .def_property_readonly("num_slots", &aum::Accumulator::num_slots)
       .def_property_readonly("rows_added", &aum::Accumulator::rows_added)
       .def_property_readonly("rows_skipped", &aum::Accumulator::rows_skipped);

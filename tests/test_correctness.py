@@ -777,3 +777,29 @@ def test_build_info():
     assert isinstance(info["openmp"], bool)
     assert isinstance(info["threads"], int) and info["threads"] >= 1
     assert re.match(r"\d+\.\d+", info["version"])
+
+
+@pytest.mark.parametrize("id_kind", ["int", "sparse", "str"])
+@pytest.mark.parametrize("expected", [0, 1, 50, 10_000])
+def test_the_expected_samples_hint_changes_no_result(rng, id_kind, expected):
+    # The hint sizes tables up front (too small, right or far too big): the state is the same.
+    from aum_score import _core
+    from aum_score.scoring import sample_keys
+
+    epochs = make_epochs(
+        rng, n_samples=60, n_epochs=3, id_kind="str" if id_kind == "str" else "int"
+    )
+    states = []
+    for hint in (None, expected):
+        acc = _core.Accumulator(5, id_kind == "str")
+        if hint is not None:
+            acc.expect_samples(hint)
+        for e, rows in epochs.items():
+            ids = rows.sample_ids
+            if id_kind == "sparse":
+                ids = ids.astype(np.int64) * -7_919_000_001 + 3
+            keys = sample_keys(acc, pa.array(ids), "batch")
+            acc.add(np.ascontiguousarray(rows.logits), rows.labels, keys, epoch=e)
+        states.append(acc.arrays())
+    for a, b in zip(*states):
+        np.testing.assert_array_equal(a if a.dtype.kind != "O" else a.astype(str), b)

@@ -95,6 +95,13 @@ void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts) const {
   }
 }
 
+void Accumulator::expect_samples(int64_t samples) {
+  if (samples <= 0) return;
+  if (order_.empty()) order_.reserve(static_cast<size_t>(samples));
+  table_.expect(samples);
+  strings_.expect(samples);
+}
+
 Slot* Accumulator::slot_for(int64_t key) {
   Slot* slot = table_.find_or_add(key);
   if (table_.activate(slot, key)) order_.push_back(key);  // room was made: cannot throw

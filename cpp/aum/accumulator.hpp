@@ -72,6 +72,10 @@ class Accumulator {
   // All-or-nothing, like add.
   void set_labels(const int64_t* keys, const int64_t* labels, int64_t n, int32_t source);
 
+  // How many samples to expect (a hint from the log's first file): tables are sized for them
+  // when first needed instead of growing step by step.
+  void expect_samples(int64_t samples);
+
   // Adds another partial state (same classes and id kind) into this one.
   void merge(const Accumulator& other, bool allow_label_changes);
   // This state as `shards` states: sample i (in keys() order) goes to shard_of_sample[i], or

@@ -102,7 +102,11 @@ __attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
 }
 
 void SampleTable::grow_codes() {
-  const size_t capacity = codes_.empty() ? 1024 : codes_.size() * 2;
+  size_t capacity = codes_.empty() ? 1024 : codes_.size() * 2;
+  if (codes_.empty()) {  // the first hashed id: room for the expected samples at load 1/2
+    while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
+    hashed_.reserve(static_cast<size_t>(expected_));
+  }
   LineVector<Code> old(capacity, Code{0, -1});
   old.swap(codes_);
   unsigned bits = 0;

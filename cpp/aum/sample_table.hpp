@@ -105,6 +105,10 @@ class SampleTable {
   // loading); batches use refs_for.
   Slot* find_or_add(int64_t key) { return at(*refs_for(&key, 1, single_)); }
 
+  // How many samples to expect (a hint): a hashed part, when it is first needed, is made that
+  // big at once instead of growing (and rehashing) step by step.
+  void expect(int64_t samples) { expected_ = samples > 0 ? samples : 0; }
+
   int64_t samples() const { return samples_; }
   uint64_t direct_size() const { return direct_.size(); }
   int64_t hashed() const;  // hashed ids that are samples
@@ -146,6 +150,7 @@ class SampleTable {
   unsigned shift_ = 64;
   size_t coded_ = 0;        // entries in codes_
   int64_t samples_ = 0;
+  int64_t expected_ = 0;
   std::vector<int64_t> single_;
 };
 

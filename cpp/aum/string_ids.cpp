@@ -41,7 +41,11 @@ std::string_view StringIds::at(int64_t code) const {
 }
 
 void StringIds::grow() {  // load factor at most 1/2
-  const size_t capacity = table_.empty() ? 1024 : table_.size() * 2;
+  size_t capacity = table_.empty() ? 1024 : table_.size() * 2;
+  if (table_.empty()) {
+    while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
+    starts_.reserve(static_cast<size_t>(expected_) + 1);
+  }
   LineVector<Entry> old(capacity, Entry{0, -1, 0, 0});
   old.swap(table_);
   mask_ = capacity - 1;

@@ -20,6 +20,8 @@ class StringIds {
               int64_t* codes, int threads = 0);
 
   int64_t intern_one(std::string_view s);
+  // How many strings to expect (a hint): the table is made that big when first needed.
+  void expect(int64_t strings) { expected_ = strings > 0 ? strings : 0; }
   // The string of `code`; throws std::out_of_range for an unknown code.
   std::string_view at(int64_t code) const;
   int64_t size() const { return static_cast<int64_t>(starts_.size()) - 1; }
@@ -50,6 +52,7 @@ class StringIds {
   uint64_t mask_ = 0;
   std::vector<uint64_t> hashes_;      // per-batch scratch
   std::vector<int64_t> misses_;
+  int64_t expected_ = 0;
 };
 
 }  // namespace aum

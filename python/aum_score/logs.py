@@ -334,6 +334,24 @@ def open_log_file(path: str, position: int) -> LogFile:
     )
 
 
+def file_rows(log: LogFile) -> int | None:
+    """Rows of a local Arrow IPC file or Parquet file from its metadata (the buffers are not
+    read), or None where that costs a read (streams, URLs) or the file is unreadable (its batches
+    report that later, with the file and row)."""
+    if log.format == "stream" or storage.is_remote(log.path):
+        return None
+    try:
+        if log.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(log.path, memory_map=True).metadata.num_rows
+        with pa.memory_map(log.path) as source:
+            reader = pa.ipc.open_file(source)
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except (pa.ArrowException, OSError):
+        return None
+
+
 def open_log(logs: PathLike | Sequence[PathLike], first_position: int = 0) -> list[LogFile]:
     """Find and validate every file of a log: all must agree on C and on the sample id type.
     ``first_position``: the position of the first file in the whole log (files an earlier state

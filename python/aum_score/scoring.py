@@ -18,6 +18,7 @@ from .logs import (
     LogFile,
     compact_margins,
     epoch_selected,
+    file_rows,
     integer_column,
     logits_matrix,
     string_buffers,
@@ -71,6 +72,8 @@ def sample_keys(accumulator: _core.Accumulator, ids: pa.Array, where: str) -> np
 
 
 def add_labels_file(accumulator: _core.Accumulator, labels: LabelsFile, sources: Sources) -> None:
+    if accumulator.num_slots == 0:
+        accumulator.expect_samples(len(labels.labels))
     keys = sample_keys(accumulator, labels.sample_ids, labels.path)
     try:
         accumulator.set_labels(keys, labels.labels, _core.LABELS_SOURCE)
@@ -109,6 +112,9 @@ def accumulate_log(
 ) -> int:
     """Add every row of ``files`` in the ``epochs`` window to ``accumulator``; returns the rows
     read."""
+    if accumulator.num_slots == 0 and files and not files[0].has_epoch_column:
+        # One epoch's file holds about every sample once: size the tables for them now.
+        accumulator.expect_samples(file_rows(files[0]) or 0)
     rows_read = 0
     for number, log in enumerate(files):
         if log.epoch is not None and not epoch_selected(log.epoch, epochs):
@@ -116,7 +122,7 @@ def accumulate_log(
         start = 0  # row number of the batch's first row within the file
         for batch in read_ahead(log.batches()):
             rows = None  # file row of each batch row, when rows were filtered out
-            file_rows = len(batch)
+            batch_file_rows = len(batch)
             epoch_of_row = None
             if log.has_epoch_column:
                 epoch_of_row = integer_column(batch.column("epoch"), "epoch", log.path)
@@ -137,7 +143,7 @@ def accumulate_log(
             except LogFormatError as exc:
                 raise LogFormatError(_shift_rows(str(exc), start, rows)) from None
             rows_read += len(batch)
-            start += file_rows
+            start += batch_file_rows
             if on_batch is not None:
                 on_batch(batch.nbytes)
     return rows_read
