@@ -87,14 +87,17 @@ def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             # it would share a core with the helper. Only pages still to be read are worth it.
             # The logits, the largest buffer, speak for the batch (each check is a few syscalls).
             largest = max(buffers, key=lambda b: b.size, default=None)
-            if largest is not None and not (SKIP_RESIDENT and _core.resident(largest)):
+            cold = largest is not None and not (SKIP_RESIDENT and _core.resident(largest))
+            if cold:
                 for buffer in buffers:
                     _core.will_need(buffer)
                 touching = [f for f in touching if not f.done()]
                 touching.append(_executor().submit(_touch, buffers, index, progress))
             window.append((batch, size))
             ahead += size
-            while window and ahead - window[0][1] >= limit:
+            # A batch in memory is not held back (nothing to overlap; decoded Parquet batches
+            # would only add to the memory): it goes out with every batch before it.
+            while window and (ahead - window[0][1] >= limit or not cold):
                 ready, size = window.popleft()
                 ahead -= size
                 progress.consumed += 1
