@@ -79,6 +79,7 @@ def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     window: deque[tuple[pa.RecordBatch, int]] = deque()  # read ahead, not yet yielded
     touching: list[Future] = []
     ahead = 0
+    cold = False
     try:
         for index, batch in enumerate(batches):
             buffers = _buffers(batch)
@@ -86,8 +87,11 @@ def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             # Pages already in memory (a warm cache): the scorer maps them faster itself than
             # it would share a core with the helper. Only pages still to be read are worth it.
             # The logits, the largest buffer, speak for the batch (each check is a few syscalls).
+            # Once a batch of the file was cold, the rest is treated as cold too: the kernel's
+            # own read-ahead may have brought in the sampled pages of the next batch, and
+            # judging batch by batch would then shrink the window to one batch.
             largest = max(buffers, key=lambda b: b.size, default=None)
-            cold = largest is not None and not (SKIP_RESIDENT and _core.resident(largest))
+            cold = cold or (largest is not None and not (SKIP_RESIDENT and _core.resident(largest)))
             if cold:
                 for buffer in buffers:
                     _core.will_need(buffer)
