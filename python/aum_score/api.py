@@ -29,8 +29,8 @@ from .scoring import (
     row_error_message,
     sample_keys,
 )
-from .state import new_state
 from .state import save_state as save_state_file
+from .state import state_after
 
 
 def score(
@@ -142,13 +142,6 @@ def score(
             on_batch = stack.enter_context(_progress_bar(files, passes=2 if auto else 1)).update
         accumulator = one_pass(window)
         result = build_result(accumulator, threshold_class, percentile, bootstrap)
-        if save_state is not None:
-            labels_name = os.fspath(labels) if labels is not None else None
-            scored = (
-                prior.extended(accumulator, files, labels_name, window, threshold_class)
-                if prior is not None
-                else new_state(accumulator, files, labels_name, threshold_class, window)
-            )
         if auto:
             stop = auto_window_end(result.monitor)
             if stop is not None:  # memorisation starts inside the log: score the window again
@@ -157,10 +150,8 @@ def score(
                 accumulator = one_pass(window)
                 result = build_result(accumulator, threshold_class, percentile, bootstrap)
                 result.monitor = monitor  # the whole run's monitor shows why the window ends
-                if save_state is not None:
-                    labels_name = os.fspath(labels) if labels is not None else None
-                    scored = new_state(accumulator, files, labels_name, threshold_class, window)
     if save_state is not None:
+        scored = state_after(prior, accumulator, files, labels, threshold_class, window)
         save_state_file(scored, save_state)
     summary = result.summary
     summary.epoch_window = [window.start, window.stop]

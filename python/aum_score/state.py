@@ -215,6 +215,22 @@ def new_state(
     )
 
 
+def state_after(
+    prior: ScoringState | None,
+    accumulator: _core.Accumulator,
+    files: Sequence[LogFile],
+    labels: str | os.PathLike | None,
+    threshold_class: int | None,
+    window: slice,
+) -> ScoringState:
+    """The state after a run that scored ``files`` into ``accumulator``: ``prior`` extended,
+    or a new state."""
+    name = os.fspath(labels) if labels is not None else None
+    if prior is not None:
+        return prior.extended(accumulator, files, name, window, threshold_class)
+    return new_state(accumulator, files, name, threshold_class, window)
+
+
 def save_state(state: ScoringState, path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` (a local path or URL) atomically."""
     try:

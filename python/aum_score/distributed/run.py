@@ -31,7 +31,7 @@ from ..memorisation import auto_window_end
 from ..results import ScoreResult, Summary, build_result
 from ..run_inputs import run_inputs
 from ..scoring import AddSettings, Sources, add_labels_file
-from ..state import ScoringState, new_state
+from ..state import ScoringState, state_after
 from ..state import save_state as save_state_file
 from ..thresholds import bootstrap_thresholds, flag_mislabeled, fragility_warning
 from .cluster import choose_mode, dask_client, worker_memory
@@ -170,12 +170,7 @@ def score(
             accumulator = _reduce(client, pieces, setup, no_rows, prior)
             result = build_result(accumulator, threshold_class, percentile, bootstrap)
             if save_state is not None:
-                labels_name = os.fspath(labels) if labels is not None else None
-                scored = (
-                    prior.extended(accumulator, files, labels_name, window, threshold_class)
-                    if prior is not None
-                    else new_state(accumulator, files, labels_name, threshold_class, window)
-                )
+                scored = state_after(prior, accumulator, files, labels, threshold_class, window)
                 save_state_file(scored, save_state)
         else:
             result = _shard(
