@@ -21,6 +21,11 @@ from aum_score.distributed.cluster import REDUCE_BYTES_PER_SAMPLE, choose_mode
 
 distributed = pytest.importorskip("distributed")
 
+# A hung cluster fails the test instead of the CI job: each test gets 120 s (the slowest,
+# the killed worker, takes ~5 s here). thread: dask's own threads keep running, so the
+# signal method's exception could land in one of them.
+pytestmark = pytest.mark.timeout(120, method="thread")
+
 C = 6  # the last class is the threshold class
 TC = C - 1
 

@@ -20,6 +20,9 @@ from aum_score import LogFormatError
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
+# A server that stops answering fails the test, not the whole CI job, after 120 s.
+pytestmark = pytest.mark.timeout(120, method="thread")
+
 THRESHOLD = 4  # C = 5
 
 
