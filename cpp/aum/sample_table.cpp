@@ -80,8 +80,17 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
       refs[r] = static_cast<uint64_t>(k) < size ? k : code >= 0 ? ~code : kMiss;
     }
   }
+  // The misses (every row of a first epoch) in row order, their home lines prefetched a few
+  // misses ahead: one at a time, each insertion would wait for its cache miss.
+  misses_.clear();
   for (int64_t r = 0; r < rows; ++r)
-    if (refs[r] == kMiss) refs[r] = ~code_of(keys[r]);
+    if (refs[r] == kMiss) misses_.push_back(r);
+  constexpr size_t kMissAhead = 16;
+  for (size_t j = 0; j < misses_.size(); ++j) {
+    if (j + kMissAhead < misses_.size()) prefetch_code(keys[misses_[j + kMissAhead]]);
+    const int64_t r = misses_[j];
+    refs[r] = ~code_of(keys[r]);
+  }
   return refs;
 }
 

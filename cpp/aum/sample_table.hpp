@@ -152,6 +152,7 @@ class SampleTable {
   int64_t samples_ = 0;
   int64_t expected_ = 0;
   std::vector<int64_t> single_;
+  std::vector<int64_t> misses_;  // refs_for's scratch: rows whose id was not found
 };
 
 }  // namespace aum
