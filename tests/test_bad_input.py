@@ -457,3 +457,33 @@ def test_bad_options(cli, tmp_path, opt):
     assert r.exception is None, r
     assert "Traceback" not in r.output
     assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"\xff", b"ab\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"],
+    ids=["invalid byte", "truncated", "overlong", "surrogate", "above U+10FFFF", "short"],
+)
+def test_sample_ids_that_are_not_utf8_are_refused_naming_the_row(tmp_path, bad):
+    # Arrow string buffers built by hand: the writer would refuse these bytes.
+    good = [b"img_0", b"img_1", b"\xc3\xa9t\xc3\xa9 \xf0\x9f\x90\x88"]  # two multi-byte ids
+    ids = good + [bad]
+    offsets = np.cumsum([0] + [len(i) for i in ids]).astype(np.int32)
+    column = pa.StringArray.from_buffers(
+        len(ids), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(ids))
+    )
+    logits = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(12, np.float32)), 3)
+    table = pa.table({"sample_id": column, "label": pa.array([0, 1, 2, 0]), "logits": logits})
+    path = tmp_path / "log.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    with pytest.raises(
+        aum_score.LogFormatError, match=r"log\.arrow: row 3: sample_id is not valid UTF-8"
+    ):
+        aum_score.score(path)
+    # The same ids without the bad one score (the multi-byte ones are valid UTF-8).
+    ok = table.slice(0, 3)
+    path2 = tmp_path / "ok.arrow"
+    with pa.OSFile(str(path2), "wb") as sink, pa.ipc.new_file(sink, ok.schema) as writer:
+        writer.write_table(ok)
+    assert aum_score.score(path2).table.num_rows == 3

@@ -142,7 +142,9 @@ Accumulator Accumulator::deserialize(const char* data, size_t size) {
       const int64_t b = offsets[s], e = offsets[s + 1];
       if (b < 0 || e < b || e > static_cast<int64_t>(bytes.size()))
         throw std::invalid_argument("state is truncated or corrupt");
-      keys[s] = state.strings_.intern_one(std::string_view(bytes).substr(b, e - b));
+      const std::string_view id = std::string_view(bytes).substr(b, e - b);
+      if (!valid_utf8(id)) throw std::invalid_argument("state is corrupt: a sample id is not UTF-8");
+      keys[s] = state.strings_.intern_one(id);
     }
   } else if (in.left() != 0) {
     throw std::invalid_argument("state has trailing bytes");

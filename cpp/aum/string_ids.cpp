@@ -33,6 +33,48 @@ uint64_t StringIds::hash_of(const char* p, size_t n) {
   return h;
 }
 
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. ASCII, the usual
+// id, 8 bytes a step.
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    if (end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      if (!(w & 0x8080808080808080ULL)) {
+        p += 8;
+        continue;
+      }
+    }
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int extra;
+    uint32_t code;
+    if ((c & 0xE0) == 0xC0) {
+      extra = 1, code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2, code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3, code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (end - p <= extra) return false;
+    for (int k = 1; k <= extra; ++k) {
+      if ((p[k] & 0xC0) != 0x80) return false;
+      code = (code << 6) | (p[k] & 0x3F);
+    }
+    static constexpr uint32_t kLeast[4] = {0, 0x80, 0x800, 0x10000};
+    if (code < kLeast[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    p += extra + 1;
+  }
+  return true;
+}
+
 std::string_view StringIds::at(int64_t code) const {
   if (code < 0 || code >= size()) throw std::out_of_range("unknown string id code");
   const auto c = static_cast<size_t>(code);
@@ -156,6 +198,8 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
   for (size_t j = 0; j < misses_.size(); ++j) {
     if (j + kAhead < misses_.size()) prefetch(table_.data() + home(hashes_[static_cast<size_t>(misses_[j + kAhead])]));
     const int64_t i = misses_[j];
+    // Only a string not seen before is checked: a known one equals a checked one byte for byte.
+    if (!valid_utf8(view(i))) throw RowError("sample_id is not valid UTF-8", i);
     codes[i] = find_or_add(view(i), hashes_[static_cast<size_t>(i)]);
   }
 }

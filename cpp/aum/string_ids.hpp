@@ -10,6 +10,9 @@
 
 namespace aum {
 
+// Whether `s` is well-formed UTF-8 (RFC 3629).
+bool valid_utf8(std::string_view s);
+
 class StringIds {
  public:
   // Codes for n strings laid out as Arrow does: string i is data[offsets[i], offsets[i + 1]).

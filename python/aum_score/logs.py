@@ -461,10 +461,14 @@ def string_buffers(column: pa.Array, where: str) -> tuple[np.ndarray, np.ndarray
     if column.null_count:
         row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise LogFormatError(f"{where}: column 'sample_id' is null in row {row}")
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        column = column.cast(pa.string())  # dictionary or view layouts
     try:
-        column.validate(full=True)  # offsets in bounds and valid UTF-8; ids are few bytes
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            # Buffer sizes only: the core checks each string's offsets, and the UTF-8 of each id
+            # the first time it sees it (a full check here redoes that every row, every epoch).
+            column.validate()
+        else:  # dictionary or view layouts: indices and views checked before the cast reads them
+            column.validate(full=True)
+            column = column.cast(pa.string())
     except pa.ArrowInvalid as exc:
         raise LogFormatError(f"{where}: column 'sample_id' is corrupt ({exc})") from None
     _, offsets_buf, data_buf = column.buffers()
