@@ -1,15 +1,14 @@
-"""Read-ahead: while the scorer works on one record batch, the pages of the batches after it are
-read (cold cache) and mapped (warm cache) by a helper thread.
+"""Read-ahead: while the scorer works on one record batch of a file that is not in memory yet,
+the OS reads the batches after it and a helper thread maps their pages.
 
-Reading a memory-mapped file costs a disk read or a page fault on first touch of every page. At
-small C the faults are a large part of the scoring thread's time, and on a cold cache the disk
-is the whole story. So the scorer keeps a window of batches ahead of it: for each it asks the OS
-to start reading (madvise WILLNEED, returns at once) and a helper thread touches its pages, if
-they are not in memory yet (mincore; on a warm cache the helper would only compete with the
-scorer for a core). The scorer never waits for the helper: a batch the scorer reaches first it
-reads itself (at large C it can outrun the helper, and waiting would make it as slow as the
-helper), and the helper skips it. The OS has the window's reads in flight while the scorer
-computes, as a plain sequential ``cat`` would.
+Reading a memory-mapped file costs a disk read (cold cache) or a page fault (warm cache) on
+first touch of every page. For a cold file (judged from a sample of pages with mincore; a file
+once cold stays cold) the scorer keeps up to WINDOW_BYTES of batches ahead of it: for each it
+asks the OS to start reading (madvise WILLNEED, returns at once) and a helper thread touches its
+pages. The OS then has the window's reads in flight while the scorer computes, as a plain
+sequential ``cat`` would. The scorer never waits for the helper: a batch it reaches first it
+reads itself (at large C it can outrun the helper), and the helper skips it. A warm file gets no
+helper: there it only competed with the scorer for a core (measured).
 """
 
 from __future__ import annotations
