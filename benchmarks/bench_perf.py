@@ -42,7 +42,7 @@ from pyarrow import ipc
 import aum_score
 from aum_score import _core
 from aum_score.logs import open_log
-from aum_score.scoring import AddSettings, Sources, accumulate_log
+from aum_score.scoring import AddSettings, Sources, accumulate_log, expect_samples
 
 BATCH_BYTES = 8 << 20  # LogitWriter's default record batch size
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -197,6 +197,7 @@ def aums(case: Case, threads: int) -> tuple[np.ndarray, np.ndarray]:
     counts, AUM = sum / count (no result table: no sorting, cut-off or bootstrap)."""
     files = open_log(case.path)
     acc = _core.Accumulator(files[0].classes, files[0].string_ids)
+    expect_samples(acc, files[0])  # as score() does
     accumulate_log(acc, files, Sources(), slice(None), AddSettings(threads=threads))
     keys, _, sums, counts = acc.arrays()
     return keys, sums / counts

@@ -26,6 +26,7 @@ from .scoring import (
     Sources,
     accumulate_log,
     add_labels_file,
+    expect_samples,
     row_error_message,
     sample_keys,
 )
@@ -125,6 +126,8 @@ def score(
             accumulator = prior.copy_accumulator()
         else:
             accumulator = _core.Accumulator(classes, string_ids)
+            if files:
+                expect_samples(accumulator, files[0])
         if labels_file is not None:
             add_labels_file(accumulator, labels_file, sources)
         rows = accumulate_log(accumulator, files, sources, window, settings, on_batch)

@@ -71,6 +71,13 @@ def sample_keys(accumulator: _core.Accumulator, ids: pa.Array, where: str) -> np
     return integer_column(ids, "sample_id", where)
 
 
+def expect_samples(accumulator: _core.Accumulator, log: LogFile) -> None:
+    """Size a new accumulator's tables for the samples of a log whose first file is one epoch
+    (about every sample once; a file with an `epoch` column may hold many epochs: no hint)."""
+    if accumulator.num_slots == 0 and not log.has_epoch_column:
+        accumulator.expect_samples(file_rows(log) or 0)
+
+
 def add_labels_file(accumulator: _core.Accumulator, labels: LabelsFile, sources: Sources) -> None:
     if accumulator.num_slots == 0:
         accumulator.expect_samples(len(labels.labels))
@@ -112,9 +119,6 @@ def accumulate_log(
 ) -> int:
     """Add every row of ``files`` in the ``epochs`` window to ``accumulator``; returns the rows
     read."""
-    if accumulator.num_slots == 0 and files and not files[0].has_epoch_column:
-        # One epoch's file holds about every sample once: size the tables for them now.
-        accumulator.expect_samples(file_rows(files[0]) or 0)
     rows_read = 0
     for number, log in enumerate(files):
         if log.epoch is not None and not epoch_selected(log.epoch, epochs):

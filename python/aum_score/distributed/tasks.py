@@ -49,6 +49,8 @@ def piece_tallies(piece: LogPiece, setup: RunSetup) -> dict:
 
 def _accumulate(piece: LogPiece, setup: RunSetup) -> _core.Accumulator:
     state = _core.Accumulator(setup.classes, setup.string_ids)
+    if not piece.has_epoch_column:  # a piece of one epoch: about one row per sample
+        state.expect_samples(piece.rows or 0)
     sources = Sources(logs=[piece.path], labels=setup.labels)
     if setup.labels is not None:
         add_labels_file(state, _labels_for(piece, setup), sources)
