@@ -136,26 +136,35 @@ void register_accumulator(py::module_& m) {
           },
           py::arg("keys"), "The string ids of the given codes.")
       .def(
+          "_weaken_string_hash",
+          [](aum::Accumulator& self, uint64_t mask) { self.strings().weaken_hash(mask); },
+          py::arg("mask"), "Tests only: keep only these bits of string hashes (ids collide).")
+      .def(
           "string_buffers",
           [](const aum::Accumulator& self, const Int64Array& keys) {
+            // int32 offsets (Arrow's string) when the bytes allow, else int64 (large_string).
             const int64_t n = keys.size();
-            py::array_t<int64_t> offsets(n + 1);
-            int64_t* o = offsets.mutable_data();
-            o[0] = 0;
-            for (int64_t i = 0; i < n; ++i)
-              o[i + 1] = o[i] + static_cast<int64_t>(self.strings().at(keys.data()[i]).size());
-            py::array_t<uint8_t> data(o[n]);
-            auto* d = reinterpret_cast<char*>(data.mutable_data());
-            for (int64_t i = 0; i < n; ++i) {
-              const std::string_view s = self.strings().at(keys.data()[i]);
-              std::memcpy(d + o[i], s.data(), s.size());
-            }
+            std::vector<int64_t> lengths(static_cast<size_t>(n));
+            self.strings().lengths_of(keys.data(), n, lengths.data());
+            int64_t total = 0;
+            for (int64_t length : lengths) total += length;
+            auto offsets_of = [&](auto zero) {
+              py::array_t<decltype(zero)> offsets(n + 1);
+              auto* o = offsets.mutable_data();
+              o[0] = 0;
+              for (int64_t i = 0; i < n; ++i) o[i + 1] = o[i] + static_cast<decltype(zero)>(lengths[static_cast<size_t>(i)]);
+              return py::object(offsets);
+            };
+            py::object offsets = total < INT32_MAX ? offsets_of(int32_t{0}) : offsets_of(int64_t{0});
+            py::array_t<uint8_t> data(total);
+            self.strings().copy_out(keys.data(), n, lengths.data(),
+                                    reinterpret_cast<char*>(data.mutable_data()));
             return py::make_tuple(offsets, data);
           },
           py::arg("keys"),
-          "The string ids of the given codes as Arrow large_string buffers (offsets[n + 1], "
-          "bytes): build the column with pa.LargeStringArray.from_buffers, then validate it "
-          "(ids loaded from a state were never checked for UTF-8).")
+          "The string ids of the given codes as Arrow string buffers (offsets[n + 1], int32 "
+          "when the bytes allow, else int64 for large_string; bytes): build the column with "
+          "from_buffers.")
       .def(
           "set_labels",
           [](aum::Accumulator& self, const Int64Array& keys, const Int64Array& labels,

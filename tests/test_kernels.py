@@ -194,6 +194,37 @@ def add_rows(acc, z, y, ids, batches, threads=0, **options):
         acc.add(z[a:b], y[a:b], keys, threads=threads, **options)
 
 
+@pytest.mark.parametrize("expect", [0, 5000])
+@pytest.mark.parametrize("hash_mask", [2**64 - 1, 0xF000_0000_0000_0003, 0])
+def test_string_ids_that_differ_in_one_byte_anywhere_get_their_own_codes(expect, hash_mask, rng):
+    """Ids of every length around what an index entry holds whole (20 bytes) or in part (12),
+    each differing from another in one byte at any position: codes in order of first
+    appearance, the same for every later batch (lookups), with or without the table sized up
+    front. Weakened hashes make ids collide (same home, same tag), so that every byte compare
+    decides."""
+    ids = []
+    for length in range(0, 46):
+        base = "a" * length
+        ids.append(base)
+        ids += [base[:p] + "b" + base[p + 1 :] for p in range(length)]
+        ids += [base[:p] + "é" + base[p + 1 :] for p in range(0, length, 7)]
+    ids = list(dict.fromkeys(ids))
+    acc = _core.Accumulator(3, True)
+    acc._weaken_string_hash(hash_mask)
+    acc.expect_samples(expect)
+    first_seen = {}
+    for batch in range(4):
+        order = [ids[i] for i in rng.permutation(len(ids))][: len(ids) - 100 * (batch == 0)]
+        arr = pa.array(order, pa.string())
+        offsets = np.frombuffer(arr.buffers()[1], np.int32)[: len(order) + 1]
+        data = np.frombuffer(arr.buffers()[2], np.uint8)
+        codes = acc.intern(offsets, data)
+        for s in order:
+            first_seen.setdefault(s, len(first_seen))
+        assert codes.tolist() == [first_seen[s] for s in order]
+    assert acc.strings_of(np.arange(len(ids))) == list(first_seen)
+
+
 @pytest.mark.parametrize("kind", ["dense", "sparse", "offset", "string"])
 @pytest.mark.parametrize("direct_table", [-1, 0, 1 << 20])
 def test_accumulator_matches_reference(kind, direct_table, rng):

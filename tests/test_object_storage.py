@@ -15,7 +15,8 @@ import pytest
 import reference as ref
 
 import aum_score
-from aum_score import LogFormatError
+from aum_score import LogFormatError, storage
+from aum_score.logs import open_log
 
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
@@ -229,10 +230,16 @@ def test_unknown_scheme_is_one_clear_error():
 
 
 def test_local_paths_stay_memory_mapped(tmp_path, rng, monkeypatch):
-    """Local logs are still read through pa.memory_map (zero-copy), not a filesystem object."""
+    """Local logs are memory-mapped (zero-copy: no batch is copied into Arrow's memory), not
+    read through a filesystem object."""
     _, directory, _ = make_log(tmp_path, rng)
     opened = []
-    real = pa.memory_map
-    monkeypatch.setattr(pa, "memory_map", lambda path, *a: opened.append(path) or real(path, *a))
+    real = storage.map_local
+    monkeypatch.setattr(storage, "map_local", lambda path: opened.append(path) or real(path))
     aum_score.score(directory)
     assert len(opened) >= 12 and all(Path(p).parent == directory for p in opened)
+    log = open_log(directory)[0]
+    before = pa.total_allocated_bytes()
+    batches = list(log.batches())
+    assert sum(b.nbytes for b in batches) > 1000
+    assert pa.total_allocated_bytes() == before

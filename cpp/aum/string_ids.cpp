@@ -82,66 +82,146 @@ std::string_view StringIds::at(int64_t code) const {
                                          static_cast<size_t>(starts_[c + 1] - starts_[c]));
 }
 
+namespace {
+// Whether a[0, n) == b[0, n) for n <= 20 (an entry's whole string): overlapping 8- and 4-byte
+// words, no call and no loop.
+bool same_short(const char* a, const char* b, size_t n) {
+  auto word = [](const char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  auto half = [](const char* p) {
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+    return w;
+  };
+  if (n >= 8) {
+    const bool ends = word(a) == word(b) && word(a + n - 8) == word(b + n - 8);
+    return n <= 16 ? ends : ends && word(a + 8) == word(b + 8);
+  }
+  if (n >= 4) return half(a) == half(b) && half(a + n - 4) == half(b + n - 4);
+  for (size_t k = 0; k < n; ++k)
+    if (a[k] != b[k]) return false;
+  return true;
+}
+}  // namespace
+
+int64_t StringIds::Entry::offset() const {
+  int64_t at;
+  std::memcpy(&at, bytes + kHead, sizeof at);
+  return at;
+}
+
+bool StringIds::Entry::holds(std::string_view s, uint32_t hash_tag, const char* all_bytes) const {
+  if (tag != hash_tag || code < 0 || length != s.size()) return false;
+  if (length <= kInline) return same_short(bytes, s.data(), length);
+  return same_short(bytes, s.data(), kHead) &&
+         std::memcmp(all_bytes + offset() + kHead, s.data() + kHead, length - kHead) == 0;
+}
+
+// The string `code` into an empty entry of table_ (probing from its home).
+void StringIds::place(int64_t code, std::string_view s, uint64_t hash) {
+  uint64_t i = home(hash);
+  while (table_[i].code >= 0) i = (i + 1) & mask_;
+  Entry& e = table_[i];
+  e.tag = static_cast<uint32_t>(hash >> 32);
+  e.code = static_cast<int32_t>(code);
+  e.length = static_cast<uint32_t>(s.size());
+  if (s.size() <= kInline) {
+    std::memcpy(e.bytes, s.data(), s.size());
+  } else {
+    const int64_t offset = starts_[static_cast<size_t>(code)];
+    std::memcpy(e.bytes, s.data(), kHead);
+    std::memcpy(e.bytes + kHead, &offset, sizeof offset);
+  }
+}
+
+// Codes come in any order (the result's is by AUM): starts_ and bytes_ are read at random, so
+// both are prefetched some rows ahead.
+void StringIds::lengths_of(const int64_t* codes, int64_t n, int64_t* lengths) const {
+  for (int64_t i = 0; i < n; ++i)
+    if (codes[i] < 0 || codes[i] >= size()) throw std::out_of_range("unknown string id code");
+  constexpr int64_t kAhead = 64;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) prefetch(starts_.data() + codes[i + kAhead]);
+    const auto c = static_cast<size_t>(codes[i]);
+    lengths[i] = starts_[c + 1] - starts_[c];
+  }
+}
+
+void StringIds::copy_out(const int64_t* codes, int64_t n, const int64_t* lengths, char* data) const {
+  constexpr int64_t kAhead = 32;
+  for (int64_t i = 0; i < n && i < kAhead; ++i) prefetch(starts_.data() + codes[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + 2 * kAhead < n) prefetch(starts_.data() + codes[i + 2 * kAhead]);
+    if (i + kAhead < n) prefetch(bytes_.data() + starts_[static_cast<size_t>(codes[i + kAhead])]);
+    std::memcpy(data, bytes_.data() + starts_[static_cast<size_t>(codes[i])], static_cast<size_t>(lengths[i]));
+    data += lengths[i];
+  }
+}
+
 void StringIds::grow() {  // load factor at most 1/2
   size_t capacity = table_.empty() ? 1024 : table_.size() * 2;
   if (table_.empty()) {
     while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
     starts_.reserve(static_cast<size_t>(expected_) + 1);
   }
-  LineVector<Entry> old(capacity, Entry{0, -1, 0, 0});
-  old.swap(table_);
+  LineVector<Entry> bigger(capacity, Entry{0, -1, 0, {}});
+  bigger.swap(table_);
   mask_ = capacity - 1;
-  constexpr size_t kAhead = 32;  // the new table is too big for cache: prefetch where entries go
-  for (size_t j = 0; j < old.size(); ++j) {
-    if (j + kAhead < old.size()) prefetch(table_.data() + home(old[j + kAhead].hash));
-    const Entry& e = old[j];
-    if (e.code < 0) continue;
-    uint64_t i = home(e.hash);
-    while (table_[i].code >= 0) i = (i + 1) & mask_;
-    table_[i] = e;
+  // Entries keep only part of the hash: every string is hashed again, in code order (its bytes
+  // are read in order), the entries it goes to prefetched some strings ahead.
+  const int64_t n = size();
+  std::vector<uint64_t> hashes(static_cast<size_t>(n));
+  for (int64_t code = 0; code < n; ++code) hashes[static_cast<size_t>(code)] = hash(at(code));
+  constexpr int64_t kAhead = 32;
+  for (int64_t code = 0; code < n; ++code) {
+    if (code + kAhead < n) prefetch(table_.data() + home(hashes[static_cast<size_t>(code + kAhead)]));
+    place(code, at(code), hashes[static_cast<size_t>(code)]);
   }
 }
 
-// The entry with this hash among the 4 from its home (2 cache lines), without data-dependent
-// branches; usually the string itself (a 64-bit hash rarely collides), checked later.
-StringIds::Candidate StringIds::candidate(uint64_t hash) const {
+int64_t StringIds::candidate(uint64_t hash, size_t length) const {
   const uint64_t i = home(hash);
-  Candidate found{-1, 0, 0};
+  const auto tag = static_cast<uint32_t>(hash >> 32);
+  int64_t found = -1;
   for (uint64_t k = 0; k < 4; ++k) {
-    const Entry& e = table_[(i + k) & mask_];
-    const int64_t match = -static_cast<int64_t>(e.hash == hash && e.code >= 0);
-    found.code = (e.code & match) | (found.code & ~match);
-    found.offset = (e.offset & match) | (found.offset & ~match);
-    found.length = (e.length & match) | (found.length & ~match);
+    const uint64_t j = (i + k) & mask_;
+    const Entry& e = table_[j];
+    const int64_t match = -static_cast<int64_t>(e.tag == tag && e.code >= 0 && e.length == length);
+    found = (static_cast<int64_t>(j) & match) | (found & ~match);
   }
   return found;
 }
 
 int64_t StringIds::find_or_add(std::string_view s, uint64_t hash) {
   if (2 * (static_cast<size_t>(size()) + 1) > table_.size()) grow();
+  const auto tag = static_cast<uint32_t>(hash >> 32);
   for (uint64_t i = home(hash);; i = (i + 1) & mask_) {
-    Entry& e = table_[i];
-    if (e.code < 0) {
-      const int64_t code = size();
-      const auto offset = static_cast<int64_t>(bytes_.size());
-      if (starts_.size() == starts_.capacity()) starts_.reserve(2 * starts_.size());  // so that
-      // push_back cannot fail once the bytes are in: both allocations before the table changes
-      bytes_.append(s.data(), s.size());
-      starts_.push_back(static_cast<int64_t>(bytes_.size()));
-      e = Entry{hash, code, offset, static_cast<int64_t>(s.size())};
-      return code;
-    }
-    if (e.hash == hash && static_cast<size_t>(e.length) == s.size() &&
-        std::memcmp(bytes_.data() + e.offset, s.data(), s.size()) == 0)
-      return e.code;
+    const Entry& e = table_[i];
+    if (e.code < 0) break;
+    if (e.holds(s, tag, bytes_.data())) return e.code;
   }
+  const int64_t code = size();
+  if (code >= INT32_MAX) throw std::length_error("more than 2^31 - 1 distinct string sample ids");
+  if (s.size() > UINT32_MAX) throw std::length_error("a string sample id of 4 GB or more");
+  // Both allocations before the table changes, so that nothing can fail half-way.
+  if (starts_.size() == starts_.capacity()) starts_.reserve(2 * starts_.size());
+  bytes_.append(s.data(), s.size());
+  starts_.push_back(static_cast<int64_t>(bytes_.size()));
+  place(code, s, hash);
+  return code;
 }
 
-int64_t StringIds::intern_one(std::string_view s) { return find_or_add(s, hash_of(s.data(), s.size())); }
+int64_t StringIds::intern_one(std::string_view s) { return find_or_add(s, hash(s)); }
 
-// Known strings are looked up in parallel (reading the table only), three stages a row: kAhead
-// rows ahead its hash's home lines are prefetched, kHalf rows ahead its candidate entry is read
-// and the candidate's bytes prefetched, then the bytes are compared. What is not found that way
+void StringIds::weaken_hash(uint64_t mask) {
+  if (size() > 0) throw std::logic_error("weaken_hash: strings were already interned");
+  hash_mask_ = mask;
+}
+
+// Known strings are looked up in parallel (reading the table only). What is not found that way
 // (new strings, the few outside their window) is then added in row order on one thread, so
 // codes stay in order of first appearance.
 template <typename Offset>
@@ -161,7 +241,7 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
   threads = n >= (int64_t{1} << 14) ? resolve_threads(threads) : 1;
   if (size() == 0) {  // nothing to find: every string is new
     for (int64_t i = 0; i < n; ++i) {
-      hashes_[static_cast<size_t>(i)] = hash_of(view(i).data(), view(i).size());
+      hashes_[static_cast<size_t>(i)] = hash(view(i));
       codes[i] = -1;
     }
   } else
@@ -169,32 +249,37 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
   {
     const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
     for (int64_t i = begin; i < end; ++i)
-      hashes_[static_cast<size_t>(i)] = hash_of(view(i).data(), view(i).size());
+      hashes_[static_cast<size_t>(i)] = hash(view(i));
+    // Three stages a row: kAhead rows ahead its home lines are prefetched; kHalf rows ahead its
+    // candidate entry is picked and, for a string longer than an entry holds, the rest of the
+    // candidate's bytes prefetched; then the string is compared.
     constexpr int64_t kAhead = 64, kHalf = 32;
-    Candidate ring[kHalf];
-    for (int64_t i = begin; i < end && i < begin + kHalf; ++i) ring[i % kHalf] = candidate(hashes_[static_cast<size_t>(i)]);
+    int64_t ring[kHalf];
+    auto pick = [&](int64_t i) {
+      const int64_t e = candidate(hashes_[static_cast<size_t>(i)], view(i).size());
+      if (e >= 0 && table_[static_cast<size_t>(e)].length > kInline)
+        prefetch(bytes_.data() + table_[static_cast<size_t>(e)].offset() + kHead);
+      return e;
+    };
+    for (int64_t i = begin; i < end && i < begin + kHalf; ++i) ring[i % kHalf] = pick(i);
     for (int64_t i = begin; i < end; ++i) {
       if (i + kAhead < end) {
         const uint64_t h = home(hashes_[static_cast<size_t>(i + kAhead)]);
         prefetch(table_.data() + h);
         prefetch(table_.data() + ((h + 2) & mask_));
       }
-      const Candidate mine = ring[i % kHalf];
-      if (i + kHalf < end) {
-        ring[i % kHalf] = candidate(hashes_[static_cast<size_t>(i + kHalf)]);
-        prefetch(bytes_.data() + ring[i % kHalf].offset);
-      }
-      const std::string_view s = view(i);
-      const bool hit = mine.code >= 0 && static_cast<size_t>(mine.length) == s.size() &&
-                       std::memcmp(bytes_.data() + mine.offset, s.data(), s.size()) == 0;
-      codes[i] = hit ? mine.code : -1;
+      const int64_t mine = ring[i % kHalf];
+      if (i + kHalf < end) ring[i % kHalf] = pick(i + kHalf);
+      const uint64_t hash = hashes_[static_cast<size_t>(i)];
+      const Entry* e = mine >= 0 ? &table_[static_cast<size_t>(mine)] : nullptr;
+      codes[i] = e && e->holds(view(i), static_cast<uint32_t>(hash >> 32), bytes_.data()) ? e->code : -1;
     }
   }
   // The misses (all rows of a first epoch), with their home lines prefetched a few misses ahead.
   misses_.clear();
   for (int64_t i = 0; i < n; ++i)
     if (codes[i] < 0) misses_.push_back(i);
-  constexpr size_t kAhead = 32;
+  constexpr size_t kAhead = 128;
   for (size_t j = 0; j < misses_.size(); ++j) {
     if (j + kAhead < misses_.size()) prefetch(table_.data() + home(hashes_[static_cast<size_t>(misses_[j + kAhead])]));
     const int64_t i = misses_[j];

@@ -23,30 +23,44 @@ class StringIds {
               int64_t* codes, int threads = 0);
 
   int64_t intern_one(std::string_view s);
+  // Tests only, before any string: keep only these bits of every hash, so that ids collide
+  // and the byte compares and probing are exercised.
+  void weaken_hash(uint64_t mask);
   // How many strings to expect (a hint): the table is made that big when first needed.
   void expect(int64_t strings) { expected_ = strings > 0 ? strings : 0; }
   // The string of `code`; throws std::out_of_range for an unknown code.
   std::string_view at(int64_t code) const;
   int64_t size() const { return static_cast<int64_t>(starts_.size()) - 1; }
+  // The strings of n codes back to back, as Arrow lays them out: lengths_of fills lengths[n]
+  // (and checks the codes), copy_out then writes the bytes (data holds the lengths' sum).
+  void lengths_of(const int64_t* codes, int64_t n, int64_t* lengths) const;
+  void copy_out(const int64_t* codes, int64_t n, const int64_t* lengths, char* data) const;
   size_t bytes() const { return bytes_.size(); }
 
  private:
-  // Open addressing; an entry holds where its bytes are, so a lookup reads the entry and the
-  // bytes, and both can be prefetched. A string's home is the first entry of a cache line.
+  // Open addressing, 2 entries a cache line; a string's home is the first entry of a line and
+  // it is looked for in 4 entries from there. An entry holds the string itself when it is short
+  // (most ids): a lookup then reads one prefetched line and nothing else. A longer string keeps
+  // its first bytes and where the rest is in bytes_, which is prefetched ahead of the compare.
+  static constexpr uint32_t kInline = 20;  // longest string held whole in its entry
+  static constexpr uint32_t kHead = 12;    // bytes of a longer one held in its entry
   struct Entry {
-    uint64_t hash;
-    int64_t code;  // -1: empty
-    int64_t offset;
-    int64_t length;
+    uint32_t tag;     // the hash's high half (the low bits pick the home)
+    int32_t code;     // -1: empty
+    uint32_t length;
+    char bytes[kInline];  // length <= kInline: the string; else kHead bytes, then its offset
+    int64_t offset() const;
+    bool holds(std::string_view s, uint32_t tag, const char* all_bytes) const;
   };
-  // A probable match found ahead of time (code -1: none).
-  struct Candidate {
-    int64_t code, offset, length;
-  };
+  static_assert(sizeof(Entry) == 32, "two entries a cache line");
   static uint64_t hash_of(const char* p, size_t n);
+  uint64_t hash(std::string_view s) const { return hash_of(s.data(), s.size()) & hash_mask_; }
   uint64_t home(uint64_t hash) const { return hash & mask_ & ~uint64_t{1}; }
-  Candidate candidate(uint64_t hash) const;
+  // The entry among the 4 from the home of `hash` whose tag and length match, or -1: no
+  // data-dependent branch. Usually the string itself, checked by the caller.
+  int64_t candidate(uint64_t hash, size_t length) const;
   int64_t find_or_add(std::string_view s, uint64_t hash);
+  void place(int64_t code, std::string_view s, uint64_t hash);
   void grow();
 
   std::string bytes_;                 // every string, back to back
@@ -56,6 +70,7 @@ class StringIds {
   std::vector<uint64_t> hashes_;      // per-batch scratch
   std::vector<int64_t> misses_;
   int64_t expected_ = 0;
+  uint64_t hash_mask_ = ~uint64_t{0};
 };
 
 }  // namespace aum

@@ -345,7 +345,7 @@ def file_rows(log: LogFile) -> int | None:
             import pyarrow.parquet as pq
 
             return pq.ParquetFile(log.path, memory_map=True).metadata.num_rows
-        with pa.memory_map(log.path) as source:
+        with storage.map_local(log.path) as source:
             reader = pa.ipc.open_file(source)
             return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
     except (pa.ArrowException, OSError):

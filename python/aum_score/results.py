@@ -61,14 +61,10 @@ class ScoreResult:
 
 
 def string_array(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
-    """Arrow strings straight from the core's offsets and bytes (no Python str per sample)."""
-    if offsets[-1] >= 2**31:
-        return pa.LargeStringArray.from_buffers(
-            len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
-        )
-    return pa.StringArray.from_buffers(
-        len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)
-    )
+    """Arrow strings straight from the core's offsets and bytes (no Python str per sample):
+    int32 offsets make a string array, int64 ones a large_string array."""
+    kind = pa.LargeStringArray if offsets.dtype == np.int64 else pa.StringArray
+    return kind.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def build_result(

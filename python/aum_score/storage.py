@@ -142,10 +142,29 @@ def list_files(url: str) -> list[tuple[str, str]]:
     ]
 
 
+def map_local(path: str) -> pa.NativeFile:
+    """A local file, memory-mapped: record batches read from it are views of the mapping.
+
+    Mapped with Python's mmap and read through a BufferReader rather than ``pa.memory_map``:
+    Arrow's memory-mapped file calls ``madvise(WILLNEED)`` on every range it reads, which on a
+    warm cache only walks the page cache again (measured: 10% of the time to read a log of
+    small rows). Cold files get their read-ahead from read_ahead.py instead. The mapping goes
+    away with the last buffer that uses it. Files mmap refuses (empty, special) are read as
+    plain files, and Arrow then reports what is wrong with them."""
+    import mmap
+
+    with open(path, "rb") as f:
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):
+            return pa.OSFile(path)
+    return pa.BufferReader(pa.py_buffer(mapped))
+
+
 def open_input(path: str) -> pa.NativeFile:
     """A random-access file: memory-mapped for a local path, ranged reads for a URL."""
     if not is_remote(path):
-        return pa.memory_map(path)
+        return map_local(path)
     fs, fs_path = filesystem(path)
     try:
         return fs.open_input_file(fs_path)
