@@ -83,12 +83,18 @@ SampleState Accumulator::state(int64_t key) const {
 void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts) const {
   // The refs of all samples first (one lookup pass), then the slots with prefetching: samples
   // come in order of first appearance, which is random order in the slots.
+  // With every id direct (ids 0..N-1, string codes) the keys are the refs.
   const int64_t n = num_slots();
-  std::vector<int64_t> refs(static_cast<size_t>(n));
-  table_.refs_of(order_.data(), n, refs.data());
+  std::vector<int64_t> looked_up;
+  const int64_t* refs = order_.data();
+  if (!table_.all_direct()) {
+    looked_up.resize(static_cast<size_t>(n));
+    table_.refs_of(order_.data(), n, looked_up.data());
+    refs = looked_up.data();
+  }
   for (int64_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) table_.prefetch_ref(refs[static_cast<size_t>(i + kAhead)]);
-    const Slot* s = table_.at(refs[static_cast<size_t>(i)]);
+    if (i + kAhead < n) table_.prefetch_ref(refs[i + kAhead]);
+    const Slot* s = table_.at(refs[i]);
     labels[i] = wide(s->label);
     sums[i] = s->sum;
     counts[i] = s->count;

@@ -110,6 +110,8 @@ class SampleTable {
   void expect(int64_t samples) { expected_ = samples > 0 ? samples : 0; }
 
   int64_t samples() const { return samples_; }
+  // Whether every sample is direct (its id is its ref).
+  bool all_direct() const { return hashed_.empty(); }
   uint64_t direct_size() const { return direct_.size(); }
   int64_t hashed() const;  // hashed ids that are samples
 

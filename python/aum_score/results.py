@@ -80,8 +80,13 @@ def build_result(
     run's threshold-sample AUMs, from which the cut-off, flags and flag rates are computed."""
     keys, labels, sums, counts = accumulator.arrays()
     scored = counts > 0  # samples only named in a labels file have no margins
-    keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
+    if not scored.all():
+        keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
     aum = sums / counts
+    # The rows in result order first (= np.argsort(aum, kind="stable"), by radix sort): every
+    # column below is then computed in that order, without a gather of its own.
+    order = _core.stable_argsort(aum)
+    keys, labels, counts, aum = keys[order], labels[order], counts[order], aum[order]
     is_threshold = (
         labels == threshold_class if threshold_class is not None else np.zeros(len(aum), bool)
     )
@@ -96,19 +101,18 @@ def build_result(
         flags = flags[: len(aum)] & ~is_threshold
     # Null where undefined: no threshold samples at all, or the sample is one.
     undefined = is_threshold | (len(run_threshold_aums) == 0)
-    order = _core.stable_argsort(aum)  # = np.argsort(aum, kind="stable"), by radix sort
     ids = (
-        string_array(*accumulator.string_buffers(keys[order]))
+        string_array(*accumulator.string_buffers(keys))
         if accumulator.string_ids
-        else pa.array(keys[order], pa.int64())
+        else pa.array(keys, pa.int64())
     )
     columns = {
         "sample_id": ids,
-        "label": pa.array(labels[order], pa.int64()),
-        "aum": pa.array(aum[order], pa.float64()),
-        "count": pa.array(counts[order], pa.int64()),
-        "threshold_sample": pa.array(is_threshold[order], pa.bool_()),
-        "mislabeled": pa.array(flags[order], pa.bool_(), mask=undefined[order]),
+        "label": pa.array(labels, pa.int64()),
+        "aum": pa.array(aum, pa.float64()),
+        "count": pa.array(counts, pa.int64()),
+        "threshold_sample": pa.array(is_threshold, pa.bool_()),
+        "mislabeled": pa.array(flags, pa.bool_(), mask=undefined),
     }
     # Sorted: the resamples then depend on the AUMs alone, not on the order in which samples
     # were first seen (a distributed run sees them in another order).
@@ -116,7 +120,7 @@ def build_result(
     interval = None
     if len(cutoffs):
         rates = flag_rates(aum, cutoffs)
-        columns["flag_rate"] = pa.array(rates[order], pa.float64(), mask=undefined[order])
+        columns["flag_rate"] = pa.array(rates, pa.float64(), mask=undefined)
         interval = [float(np.quantile(cutoffs, 0.025)), float(np.quantile(cutoffs, 0.975))]
     monitor = monitor_table(accumulator.epoch_tallies())
     rows = int(accumulator.rows_added)
