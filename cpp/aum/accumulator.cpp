@@ -142,7 +142,7 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
       const int64_t key = keys[r];
       Slot* slot = table_.at(refs[r]);
       const bool created = table_.activate(slot, key);
-      if (created) order_.push_back(key);  // room was made: cannot throw
+      if (created) new_samples_.push_back(key);  // room was made: cannot throw
       int64_t label = labels[r];
       if (label == kNoLabel) {
         if (slot->label == kNoLabel32)
@@ -299,7 +299,7 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
       throw std::runtime_error(what.empty() ? failed->error : what);
     throw RowError(failed->error, failed->error_row, failed->error_source);
   }
-  // New samples join in row order (order_ has room: cannot throw).
+  // New samples in row order (new_samples_ has room: cannot throw).
   std::vector<size_t> next(static_cast<size_t>(team), 0);
   int64_t added = 0;
   for (;;) {
@@ -311,7 +311,7 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
         best = t;
     }
     if (best < 0) break;
-    order_.push_back(parts_[static_cast<size_t>(best)].seen[next[best]++].second);
+    new_samples_.push_back(parts_[static_cast<size_t>(best)].seen[next[best]++].second);
     ++added;
   }
   table_.add_samples(added);
@@ -364,15 +364,21 @@ void Accumulator::undo_scatter(const int64_t* refs, int64_t rows_done) {
   }
 }
 
-void Accumulator::roll_back(size_t first_new_sample) {
+// The batch's new samples join the others (the one allocation that may fail comes first).
+void Accumulator::join_new_samples() {
+  order_.insert(order_.end(), new_samples_.begin(), new_samples_.end());
+  new_samples_.clear();
+}
+
+void Accumulator::roll_back() {
   for (auto it = label_undo_.rbegin(); it != label_undo_.rend(); ++it) {
     Slot* slot = table_.at(it->ref);
     slot->label = it->label;
     slot->source = it->source;
   }
   label_undo_.clear();
-  for (size_t i = first_new_sample; i < order_.size(); ++i) table_.deactivate(order_[i]);
-  order_.resize(first_new_sample);
+  for (int64_t key : new_samples_) table_.deactivate(key);
+  new_samples_.clear();
 }
 
 // All-or-nothing: every pass that changes the state either completes or is undone.
@@ -415,8 +421,8 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
   const int64_t bad = first_bad_label(labels, rows, classes_, unlabeled);
   if (bad >= 0) throw RowError(outside(labels[bad], classes_), bad);
 
-  make_room(order_, static_cast<size_t>(rows));
-  const size_t first_new_sample = order_.size();
+  new_samples_.clear();
+  make_room(new_samples_, static_cast<size_t>(rows));
   const size_t n = static_cast<size_t>(rows);
   row_margins_.resize(n);
   sum_undo_.resize(n);
@@ -438,8 +444,9 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
       throw RowError("logits are NaN or infinite", first_nan(row_margins_));
     }
     run_pass<Pass::scatter>(row_labels, keys, refs, rows, options, nullptr, &stats);
+    join_new_samples();
   } catch (...) {
-    roll_back(first_new_sample);
+    roll_back();
     throw;
   }
   label_undo_.clear();
@@ -454,15 +461,15 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
                              int32_t source) {
   for (int64_t r = 0; r < n; ++r)
     if (labels[r] < 0 || labels[r] >= classes_) throw RowError(outside(labels[r], classes_), r);
-  make_room(order_, static_cast<size_t>(n));
-  const size_t first_new_sample = order_.size();
+  new_samples_.clear();
+  make_room(new_samples_, static_cast<size_t>(n));
   label_undo_.clear();
   try {
     const int64_t* refs = table_.refs_for(keys, n, row_refs_);
     for (int64_t r = 0; r < n; ++r) {
       if (r + kAhead < n) table_.prefetch_ref(refs[r + kAhead]);
       Slot* slot = table_.at(refs[r]);
-      if (table_.activate(slot, keys[r])) order_.push_back(keys[r]);
+      if (table_.activate(slot, keys[r])) new_samples_.push_back(keys[r]);
       if (slot->label != kNoLabel32 && slot->label != labels[r])
         throw RowError(label_conflict(describe_key(keys[r]), labels[r], slot->label), r,
                        slot->source);
@@ -470,8 +477,9 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
       slot->label = static_cast<int32_t>(labels[r]);
       slot->source = source;
     }
+    join_new_samples();
   } catch (...) {
-    roll_back(first_new_sample);
+    roll_back();
     throw;
   }
   label_undo_.clear();

@@ -122,7 +122,8 @@ class Accumulator {
   EpochTally* batch_tally(int64_t epoch);
   void tally_rows(const int64_t* labels, int64_t rows, const AddOptions& options);
   void undo_scatter(const int64_t* refs, int64_t rows_done);
-  void roll_back(size_t first_new_sample);
+  void join_new_samples();
+  void roll_back();  // of the batch being added: its label changes, its new samples
 
   int64_t classes_;
   IdKind id_kind_;
@@ -134,6 +135,10 @@ class Accumulator {
   int64_t rows_skipped_ = 0;
   // Per-batch scratch, kept so that a batch allocates nothing once the sizes have settled.
   std::vector<int64_t> row_refs_;
+  // Keys of the samples the batch being added created, in row order: they join order_ when the
+  // batch is in (a batch only makes room for as many as it has rows, not order_ for the
+  // whole run's samples plus a batch, which meant copying it once it was full).
+  std::vector<int64_t> new_samples_;
   std::vector<int64_t> row_labels_;
   std::vector<double> row_margins_;
   std::vector<double> sum_undo_;  // each row's sample sum before the row was added
