@@ -295,6 +295,37 @@ def test_threads_give_identical_states(threads, classes, rng):
     assert acc.to_bytes() == one.to_bytes()
 
 
+@pytest.mark.parametrize("kind", ["dense", "sparse", "string"])
+def test_parallel_scatter_gives_the_one_thread_state(kind, rng):
+    """Batches big enough to be scattered on 2 threads (after a first batch made the samples):
+    the same state to the byte as on one thread, including a few new samples, skipped NaN rows,
+    mixed epochs and a failed batch (a label conflict late in the batch) that changes nothing."""
+    n, rows, classes = 5000, 40_000, 6
+    ids = np.array(id_sets(rng, n + 500)[kind], dtype=object)
+    truth = rng.integers(0, classes, n + 500)
+    accs = [_core.Accumulator(classes, kind == "string") for _ in range(2)]
+    first = rng.permutation(n)
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    for acc, threads in zip(accs, (1, 2)):
+        add_rows(acc, z, truth[first], ids[first], [], threads=threads)
+    for batch in range(3):
+        which = rng.integers(0, n + 500 if batch == 1 else n, rows)  # batch 1: new samples too
+        z = rng.standard_normal((rows, classes)).astype(np.float32)
+        z[rng.integers(0, rows, 20), 2] = np.nan
+        epochs = rng.integers(batch, batch + 2, rows)
+        options = dict(epochs=epochs, tally_label=2, skip_nonfinite=True)
+        for acc, threads in zip(accs, (1, 2)):
+            add_rows(acc, z, truth[which], ids[which], [], threads=threads, **options)
+        assert accs[0].to_bytes() == accs[1].to_bytes()
+    y = truth[which].copy()
+    y[rows - 7] = (y[rows - 7] + 1) % classes
+    for acc, threads in zip(accs, (1, 2)):
+        before = acc.to_bytes()
+        with pytest.raises(ValueError) as info:
+            add_rows(acc, z, y, ids[which], [], threads=threads, **options)
+        assert info.value.args[1] == rows - 7 and acc.to_bytes() == before
+
+
 def test_epoch_tallies_exact_with_interleaved_epochs(rng):
     n, classes = 5000, 4
     z = rng.standard_normal((n, classes)).astype(np.float32)

@@ -201,6 +201,10 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
                                    int64_t rows, const AddOptions& options, AddStats* stats) {
   const int threads = resolve_threads(options.threads);
   if (threads < 2 || rows < (int64_t{1} << 15) || rows > INT32_MAX) return false;
+  // Batches that create many samples (a first epoch) go faster on one thread: new samples must
+  // then be put back in row order. The last batch tells (measured at 1M samples, 2 threads: a
+  // first-epoch batch 40% slower in parallel, a later one 15% faster).
+  if (order_.empty() || last_batch_new_samples_ * 8 > last_batch_rows_) return false;
   if (parts_.size() < static_cast<size_t>(threads)) parts_.resize(static_cast<size_t>(threads));
   const double* margins = row_margins_.data();
   double* sum_undo = sum_undo_.data();
@@ -444,6 +448,8 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
       throw RowError("logits are NaN or infinite", first_nan(row_margins_));
     }
     run_pass<Pass::scatter>(row_labels, keys, refs, rows, options, nullptr, &stats);
+    last_batch_rows_ = rows;
+    last_batch_new_samples_ = static_cast<int64_t>(new_samples_.size());
     join_new_samples();
   } catch (...) {
     roll_back();
