@@ -180,6 +180,15 @@ def id_sets(rng, n):
     }
 
 
+def keys_of(acc, ids):
+    """The core's keys for these ids (string ids interned)."""
+    if not acc.string_ids:
+        return np.asarray(ids, dtype=np.int64)
+    arr = pa.array(list(ids), pa.string())
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[: len(ids) + 1]
+    return acc.intern(offsets, np.frombuffer(arr.buffers()[2], np.uint8))
+
+
 def add_rows(acc, z, y, ids, batches, threads=0, **options):
     bounds = np.unique(np.r_[0, len(y), np.asarray(batches, dtype=np.int64)]).astype(int)
     bounds = bounds[bounds <= len(y)]
@@ -404,6 +413,35 @@ def test_set_labels_is_all_or_nothing(rng):
     with pytest.raises(ValueError):
         acc.set_labels(np.array([10, 11, 2]), np.array([0, 0, 3]))  # 2 already has label 1
     assert acc.to_bytes() == before
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind", ["dense", "sparse", "string"])
+def test_label_conflicts_name_who_set_the_label(kind, threads, rng):
+    """The source of a sample's label (a labels table, a log file) is what a later conflict
+    reports, also after the samples moved (tables grown, ids made direct) and after a failed
+    batch was undone."""
+    ids = np.array(id_sets(rng, 3000)[kind], dtype=object)
+    acc = _core.Accumulator(4, kind == "string", direct_table=0)
+    labels = rng.integers(0, 4, 3000)
+
+    def add(rows, source, y=None):
+        y = labels[rows] if y is None else y
+        z = rng.standard_normal((len(rows), 4)).astype(np.float32)
+        add_rows(acc, z, y, ids[rows], [], threads=threads, source=source)
+
+    acc.set_labels(keys_of(acc, ids[:10]), labels[:10], _core.LABELS_SOURCE)
+    add(np.arange(10, 20), source=3)
+    add(np.arange(20, 3000), source=4)  # many more samples: tables grow, ids turn direct
+    add(rng.integers(0, 3000, 40_000), source=5)  # no new samples: next batches in parallel
+    for row, expected in ((5, _core.LABELS_SOURCE), (15, 3), (2500, 4)):
+        for _ in range(2):  # the failed batch changed nothing, so the same error again
+            rows = np.r_[rng.integers(0, 3000, 40_000), row]
+            y = labels[rows].copy()
+            y[-1] = (y[-1] + 1) % 4
+            with pytest.raises(ValueError) as info:
+                add(rows, source=7, y=y)
+            assert info.value.args[1:] == (40_000, expected)
 
 
 def test_labels_from_earlier_rows_of_the_same_batch(rng):

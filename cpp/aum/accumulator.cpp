@@ -20,6 +20,11 @@ std::string outside(int64_t label, int64_t classes) {
   return "label " + std::to_string(label) + " is outside [0, " + std::to_string(classes) + ")";
 }
 
+std::string too_many(const std::string& sample) {
+  return "sample " + sample + " has " + std::to_string(kMaxCount) +
+         " margins already (the most a sample can have)";
+}
+
 std::string label_conflict(const std::string& sample, int64_t here, int64_t before) {
   return "sample " + sample + " has label " + std::to_string(here) + " here but label " +
          std::to_string(before) + " before";
@@ -110,7 +115,7 @@ void Accumulator::expect_samples(int64_t samples) {
 
 Slot* Accumulator::slot_for(int64_t key) {
   Slot* slot = table_.find_or_add(key);
-  if (table_.activate(slot, key)) order_.push_back(key);  // room was made: cannot throw
+  if (table_.activate(slot)) order_.push_back(key);  // room was made: cannot throw
   return slot;
 }
 
@@ -141,8 +146,11 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
       if (r + kAhead < rows) table_.prefetch_ref(refs[r + kAhead]);
       const int64_t key = keys[r];
       Slot* slot = table_.at(refs[r]);
-      const bool created = table_.activate(slot, key);
-      if (created) new_samples_.push_back(key);  // room was made: cannot throw
+      const bool created = table_.activate(slot);
+      if (created) {  // room was made: cannot throw
+        new_samples_.push_back(key);
+        new_slots_.push_back(slot);
+      }
       int64_t label = labels[r];
       if (label == kNoLabel) {
         if (slot->label == kNoLabel32)
@@ -150,11 +158,15 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
         label = slot->label;
       } else if (label != slot->label) {
         if (slot->label != kNoLabel32 && !options.allow_label_changes)
-          throw RowError(label_conflict(describe_key(key), label, slot->label), r, slot->source);
-        // A sample created by this batch needs no undo: a roll-back removes it.
-        if (!created) label_undo_.push_back({refs[r], slot->label, slot->source});
+          throw RowError(label_conflict(describe_key(key), label, slot->label), r,
+                         label_source(slot, options.source));
+        // A sample created by this batch needs no undo (a roll-back removes it), and gets its
+        // source when the batch is in (set_new_sources).
+        if (!created) {
+          label_undo_.push_back({refs[r], slot->label, table_.source(slot)});
+          table_.source(slot) = options.source;
+        }
         slot->label = static_cast<int32_t>(label);
-        slot->source = options.source;
       }
       if (row_labels) row_labels[r] = label;
       if (!kScatter) continue;
@@ -169,6 +181,7 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
         stored = batch_tally(epoch);  // before the sums: the last thing here that can throw
         t = *stored;
       }
+      if (slot->count == kMaxCount) throw RowError(too_many(describe_key(key)), r);
       sum_undo[r] = slot->sum;
       slot->sum += margin;
       slot->count += 1;
@@ -238,24 +251,34 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
         const int64_t r = mine[i];
         const int64_t key = keys[r];
         Slot* slot = table_.at(refs[r]);
-        const bool created = table_.activate(slot, key, false);
+        const bool created = table_.activate(slot, false);
         if (created) part.seen.emplace_back(r, key);
         const int64_t label = labels[r];
         if (label != slot->label) {
           if (slot->label != kNoLabel32 && !options.allow_label_changes) {
             part.error = label_conflict(describe_key(key), label, slot->label);
-            part.error_source = slot->source;
+            bool mine = false;  // created by this batch: labelled by its source
+            for (const auto& seen : part.seen) mine |= seen.second == key;
+            part.error_source = mine ? options.source : label_source(slot, options.source);
             part.error_row = r;
             break;
           }
-          if (!created) part.label_undo.push_back({refs[r], slot->label, slot->source});
+          if (!created) {
+            part.label_undo.push_back({refs[r], slot->label, table_.source(slot)});
+            table_.source(slot) = options.source;
+          }
           slot->label = static_cast<int32_t>(label);
-          slot->source = options.source;
         }
         const double margin = margins[r];
         if (margin != margin) {
           ++part.skipped;
           continue;
+        }
+        if (slot->count == kMaxCount) {
+          part.error = too_many(describe_key(key));
+          part.error_source = kNoSource;
+          part.error_row = r;
+          break;
         }
         sum_undo[r] = slot->sum;
         slot->sum += margin;
@@ -295,7 +318,7 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
       for (auto it = part.label_undo.rbegin(); it != part.label_undo.rend(); ++it) {
         Slot* slot = table_.at(it->ref);
         slot->label = it->label;
-        slot->source = it->source;
+        table_.source(slot) = it->source;
       }
       for (const auto& [row, key] : part.seen) table_.deactivate(key, false);
     }
@@ -315,7 +338,9 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
         best = t;
     }
     if (best < 0) break;
-    new_samples_.push_back(parts_[static_cast<size_t>(best)].seen[next[best]++].second);
+    const auto& [row, key] = parts_[static_cast<size_t>(best)].seen[next[best]++];
+    new_samples_.push_back(key);
+    new_slots_.push_back(table_.at(refs[row]));
     ++added;
   }
   table_.add_samples(added);
@@ -374,11 +399,30 @@ void Accumulator::join_new_samples() {
   new_samples_.clear();
 }
 
+// The label source of the samples a batch created, written once the batch is in: a random
+// write per new sample, prefetched here, where in the row loop each would have waited.
+void Accumulator::set_new_sources(int32_t source) {
+  constexpr size_t kAheadSources = 64;
+  for (size_t i = 0; i < new_slots_.size(); ++i) {
+    if (i + kAheadSources < new_slots_.size()) prefetch(&table_.source(new_slots_[i + kAheadSources]));
+    table_.source(new_slots_[i]) = source;
+  }
+  new_slots_.clear();
+}
+
+// Who set the label of `slot`: the batch being added if it created the sample, else the
+// recorded source (an error path: the search is linear).
+int32_t Accumulator::label_source(const Slot* slot, int32_t batch_source) {
+  for (const Slot* made : new_slots_)
+    if (made == slot) return batch_source;
+  return table_.source(slot);
+}
+
 void Accumulator::roll_back() {
   for (auto it = label_undo_.rbegin(); it != label_undo_.rend(); ++it) {
     Slot* slot = table_.at(it->ref);
     slot->label = it->label;
-    slot->source = it->source;
+    table_.source(slot) = it->source;
   }
   label_undo_.clear();
   for (int64_t key : new_samples_) table_.deactivate(key);
@@ -426,7 +470,9 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
   if (bad >= 0) throw RowError(outside(labels[bad], classes_), bad);
 
   new_samples_.clear();
+  new_slots_.clear();
   make_room(new_samples_, static_cast<size_t>(rows));
+  make_room(new_slots_, static_cast<size_t>(rows));
   const size_t n = static_cast<size_t>(rows);
   row_margins_.resize(n);
   sum_undo_.resize(n);
@@ -451,6 +497,7 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
     last_batch_rows_ = rows;
     last_batch_new_samples_ = static_cast<int64_t>(new_samples_.size());
     join_new_samples();
+    set_new_sources(options.source);
   } catch (...) {
     roll_back();
     throw;
@@ -475,13 +522,13 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
     for (int64_t r = 0; r < n; ++r) {
       if (r + kAhead < n) table_.prefetch_ref(refs[r + kAhead]);
       Slot* slot = table_.at(refs[r]);
-      if (table_.activate(slot, keys[r])) new_samples_.push_back(keys[r]);
+      if (table_.activate(slot)) new_samples_.push_back(keys[r]);
       if (slot->label != kNoLabel32 && slot->label != labels[r])
         throw RowError(label_conflict(describe_key(keys[r]), labels[r], slot->label), r,
-                       slot->source);
-      label_undo_.push_back({refs[r], slot->label, slot->source});
+                       table_.source(slot));
+      label_undo_.push_back({refs[r], slot->label, table_.source(slot)});
       slot->label = static_cast<int32_t>(labels[r]);
-      slot->source = source;
+      table_.source(slot) = source;
     }
     join_new_samples();
   } catch (...) {
@@ -500,15 +547,16 @@ void Accumulator::merge(const Accumulator& other, bool allow_label_changes) {
   for (size_t i = 0; i < mine.size(); ++i)
     mine[i] = id_kind_ == IdKind::string ? strings_.intern_one(other.strings_.at(other.order_[i]))
                                          : other.order_[i];
-  // Check labels first so a conflict leaves this state untouched.
-  if (!allow_label_changes) {
-    for (size_t i = 0; i < mine.size(); ++i) {
-      const Slot* a = table_.find(mine[i]);
-      const Slot* b = other.table_.find(other.order_[i]);
-      if (a && a->label != kNoLabel32 && b->label != kNoLabel32 && a->label != b->label)
-        throw std::invalid_argument(label_conflict(describe_key(mine[i]), b->label, a->label) +
-                                    " (merging states)");
-    }
+  // Check labels and counts first so a conflict leaves this state untouched.
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const Slot* a = table_.find(mine[i]);
+    const Slot* b = other.table_.find(other.order_[i]);
+    if (!allow_label_changes && a && a->label != kNoLabel32 && b->label != kNoLabel32 &&
+        a->label != b->label)
+      throw std::invalid_argument(label_conflict(describe_key(mine[i]), b->label, a->label) +
+                                  " (merging states)");
+    if (a && int64_t{a->count} + b->count > kMaxCount)
+      throw std::invalid_argument(too_many(describe_key(mine[i])) + " (merging states)");
   }
   make_room(order_, mine.size());
   for (size_t i = 0; i < mine.size(); ++i) {
@@ -516,7 +564,7 @@ void Accumulator::merge(const Accumulator& other, bool allow_label_changes) {
     Slot* slot = slot_for(mine[i]);
     if (theirs.label != kNoLabel32 && (slot->label == kNoLabel32 || allow_label_changes)) {
       slot->label = theirs.label;
-      slot->source = kStateSource;
+      table_.source(slot) = kStateSource;
     }
     slot->sum += theirs.sum;
     slot->count += theirs.count;

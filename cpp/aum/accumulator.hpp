@@ -123,6 +123,8 @@ class Accumulator {
   void tally_rows(const int64_t* labels, int64_t rows, const AddOptions& options);
   void undo_scatter(const int64_t* refs, int64_t rows_done);
   void join_new_samples();
+  void set_new_sources(int32_t source);
+  int32_t label_source(const Slot* slot, int32_t batch_source);
   void roll_back();  // of the batch being added: its label changes, its new samples
 
   int64_t classes_;
@@ -139,6 +141,7 @@ class Accumulator {
   // batch is in (a batch only makes room for as many as it has rows, not order_ for the
   // whole run's samples plus a batch, which meant copying it once it was full).
   std::vector<int64_t> new_samples_;
+  std::vector<Slot*> new_slots_;  // their slots (labelled by the batch: see set_new_sources)
   int64_t last_batch_rows_ = 0, last_batch_new_samples_ = 0;  // see scatter_parallel
   std::vector<int64_t> row_labels_;
   std::vector<double> row_margins_;

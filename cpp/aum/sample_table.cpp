@@ -1,5 +1,6 @@
 #include "aum/sample_table.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 
@@ -101,7 +102,13 @@ __attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
     Code& c = codes_[i];
     if (c.code < 0) {
       const auto code = static_cast<int64_t>(hashed_.size());
-      hashed_.emplace_back();  // first: if it throws, the table is unchanged
+      hashed_sources_.emplace_back();  // first: if they throw, the table is unchanged
+      try {
+        hashed_.emplace_back();
+      } catch (...) {
+        hashed_sources_.pop_back();
+        throw;
+      }
       c = Code{key, code};
       ++coded_;
       return code;
@@ -115,6 +122,7 @@ void SampleTable::grow_codes() {
   if (codes_.empty()) {  // the first hashed id: room for the expected samples at load 1/2
     while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
     hashed_.reserve(static_cast<size_t>(expected_));
+    hashed_sources_.reserve(static_cast<size_t>(expected_));
   }
   LineVector<Code> old(capacity, Code{0, -1});
   old.swap(codes_);
@@ -172,42 +180,58 @@ int64_t SampleTable::hashed() const {
 }
 
 // Grow the direct part to at least `top` slots. Hashed samples it now covers move in; the
-// hashed part is rebuilt without them (and without slots that are not samples).
+// hashed part is rebuilt without them (and without slots that are not samples). Slots do not
+// hold their ids: the code table says which id each hashed slot is.
 void SampleTable::grow_direct(uint64_t top) {
   uint64_t size = direct_.empty() ? 1024 : direct_.size();
   while (size < top) size *= 2;
   // Everything that can fail (allocation) happens before anything changes.
-  LineVector<Slot> kept;
+  std::vector<Code> live;  // (id, old code) of the hashed samples
+  for (const Code& c : codes_)
+    if (c.code >= 0 && hashed_[static_cast<size_t>(c.code)].count >= 0) live.push_back(c);
+  size_t stay = 0;
+  for (const Code& c : live) stay += static_cast<uint64_t>(c.key) >= size;
+  LineVector<Slot> direct(size), kept;
+  std::vector<int32_t> direct_sources(size), kept_sources;
   LineVector<Code> codes;
-  if (!hashed_.empty()) {
-    size_t stay = 0;
-    for (const Slot& s : hashed_) stay += s.count >= 0 && static_cast<uint64_t>(s.key) >= size;
-    kept.reserve(stay);
+  kept.reserve(stay);
+  kept_sources.reserve(stay);
+  if (!live.empty()) {
     size_t capacity = 1024;
     while (stay * 2 > capacity) capacity *= 2;
     codes.assign(capacity, Code{0, -1});
   }
-  direct_.resize(size);
-  if (hashed_.empty()) return;
-  for (const Slot& s : hashed_) {
-    if (s.count < 0) continue;
-    if (static_cast<uint64_t>(s.key) < size)
-      direct_[static_cast<uint64_t>(s.key)] = s;
-    else
-      kept.push_back(s);
+  std::vector<int64_t> kept_keys;
+  kept_keys.reserve(stay);
+  std::copy(direct_.begin(), direct_.end(), direct.begin());
+  std::copy(direct_sources_.begin(), direct_sources_.end(), direct_sources.begin());
+  direct_.swap(direct);
+  direct_sources_.swap(direct_sources);
+  if (live.empty()) return;
+  for (const Code& c : live) {
+    const auto old = static_cast<size_t>(c.code);
+    if (static_cast<uint64_t>(c.key) < size) {
+      direct_[static_cast<uint64_t>(c.key)] = hashed_[old];
+      direct_sources_[static_cast<uint64_t>(c.key)] = hashed_sources_[old];
+    } else {
+      kept.push_back(hashed_[old]);
+      kept_sources.push_back(hashed_sources_[old]);
+      kept_keys.push_back(c.key);
+    }
   }
   hashed_.swap(kept);
+  hashed_sources_.swap(kept_sources);
   codes_.swap(codes);
   coded_ = 0;
   unsigned bits = 0;
   while ((size_t{1} << bits) < codes_.size()) ++bits;
   shift_ = 64 - bits;
   const uint64_t mask = codes_.size() - 1;
-  for (size_t code = 0; code < hashed_.size(); ++code) {
-    if (code + 32 < hashed_.size()) prefetch_code(hashed_[code + 32].key);
-    uint64_t i = home(hashed_[code].key);
+  for (size_t code = 0; code < kept_keys.size(); ++code) {
+    if (code + 32 < kept_keys.size()) prefetch_code(kept_keys[code + 32]);
+    uint64_t i = home(kept_keys[code]);
     while (codes_[i].code >= 0) i = (i + 1) & mask;
-    codes_[i] = Code{hashed_[code].key, static_cast<int64_t>(code)};
+    codes_[i] = Code{kept_keys[code], static_cast<int64_t>(code)};
     ++coded_;
   }
 }

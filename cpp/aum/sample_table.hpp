@@ -1,4 +1,4 @@
-// Sample id -> per-sample state (a 32-byte Slot: half a cache line, all a row touches).
+// Sample id -> per-sample state (a 16-byte Slot: all a row touches, four to a cache line).
 //
 // Two kinds of ids, two places:
 //  - direct: direct_[id] for ids in [0, direct_.size()): no hashing at all. The part grows to
@@ -9,7 +9,8 @@
 //    key -> code table, and its slot is hashed_[code].
 // A batch first turns its ids into refs (refs_for): the id itself for direct ids, ~code for
 // the others, so the passes over the rows index slots without looking anything up.
-// A slot whose count is < 0 is not a sample (yet, or any more after a roll-back).
+// A slot whose count is < 0 is not a sample (yet, or any more after a roll-back). Who set each
+// sample's label is kept beside the slots (sources), as only label conflicts read it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -25,14 +26,15 @@ namespace aum {
 // Internal label type: labels are < classes, and classes fit in int32 (checked by Accumulator).
 constexpr int32_t kNoLabel32 = std::numeric_limits<int32_t>::min();
 
-struct alignas(32) Slot {
-  int64_t key = 0;     // the sample id (or string code)
+// Margins a sample may have: counts are int32 to keep slots at 16 bytes.
+constexpr int64_t kMaxCount = std::numeric_limits<int32_t>::max();
+
+struct alignas(16) Slot {
   double sum = 0.0;    // float64 sum of the sample's margins
-  int64_t count = -1;  // margins added; < 0: not a sample
+  int32_t count = -1;  // margins added; < 0: not a sample
   int32_t label = kNoLabel32;
-  int32_t source = 0;  // who set the label (a file number, or a kind of source)
 };
-static_assert(sizeof(Slot) == 32, "a slot must be half a cache line");
+static_assert(sizeof(Slot) == 16, "a slot must be a quarter of a cache line");
 
 // Large tables on huge pages where the OS allows (Linux: madvise), small ones on the heap.
 void* allocate_lines(size_t bytes);
@@ -83,14 +85,22 @@ class SampleTable {
   const Slot* find(int64_t key) const;
   Slot* find(int64_t key) { return const_cast<Slot*>(static_cast<const SampleTable*>(this)->find(key)); }
 
-  // Makes `slot` (from `at` or find_or_add) the sample `key` if it is not one yet; returns
-  // whether it was new.
+  // Makes `slot` (from `at` or find_or_add) a sample if it is not one yet; returns whether it
+  // was new.
   // `counted` false: from parallel threads, which report how many they made (add_samples).
-  bool activate(Slot* slot, int64_t key, bool counted = true) {
+  bool activate(Slot* slot, bool counted = true) {
     if (slot->count >= 0) return false;
-    *slot = Slot{key, 0.0, 0, kNoLabel32, 0};
+    *slot = Slot{0.0, 0, kNoLabel32};
     samples_ += counted;
     return true;
+  }
+  // Who set the label of `slot` (a file number or a kind of source, see errors.hpp).
+  int32_t& source(const Slot* slot) {
+    const auto at = reinterpret_cast<uintptr_t>(slot);
+    const auto first = reinterpret_cast<uintptr_t>(direct_.data());
+    return at - first < direct_.size() * sizeof(Slot)
+               ? direct_sources_[(at - first) / sizeof(Slot)]
+               : hashed_sources_[static_cast<size_t>(slot - hashed_.data())];
   }
   // Forgets the sample `key` (the roll-back of a batch that created it).
   void deactivate(int64_t key, bool counted = true) {
@@ -148,6 +158,7 @@ class SampleTable {
   int64_t always_direct_;
   LineVector<Slot> direct_;
   LineVector<Slot> hashed_;
+  std::vector<int32_t> direct_sources_, hashed_sources_;  // beside direct_ and hashed_
   LineVector<Code> codes_;  // open addressing; a key's home is the first entry of a line
   unsigned shift_ = 64;
   size_t coded_ = 0;        // entries in codes_

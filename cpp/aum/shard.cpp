@@ -50,10 +50,10 @@ std::vector<Accumulator> Accumulator::split(const int32_t* shard_of_sample, int3
     const int64_t key = id_kind_ == IdKind::string ? to.strings_.intern_one(strings_.at(order_[i]))
                                                    : order_[i];
     Slot* slot = to.table_.find_or_add(key);
-    to.table_.activate(slot, key);
+    to.table_.activate(slot);
     to.order_.push_back(key);
     slot->label = from.label;
-    slot->source = kStateSource;
+    to.table_.source(slot) = kStateSource;
     slot->sum = from.sum;
     slot->count = from.count;
   }

@@ -151,16 +151,17 @@ Accumulator Accumulator::deserialize(const char* data, size_t size) {
   }
   state.order_.reserve(static_cast<size_t>(slots));
   for (int64_t s = 0; s < slots; ++s) {
-    if ((labels[s] != kNoLabel && (labels[s] < 0 || labels[s] >= classes)) || counts[s] < 0)
+    if ((labels[s] != kNoLabel && (labels[s] < 0 || labels[s] >= classes)) || counts[s] < 0 ||
+        counts[s] > kMaxCount)
       throw std::invalid_argument("state is corrupt (label or count out of range)");
     Slot* slot = state.table_.find_or_add(keys[s]);
-    if (!state.table_.activate(slot, keys[s]))
+    if (!state.table_.activate(slot))
       throw std::invalid_argument("state is corrupt (duplicate sample id)");
     state.order_.push_back(keys[s]);
     slot->label = labels[s] == kNoLabel ? kNoLabel32 : static_cast<int32_t>(labels[s]);
-    slot->source = kStateSource;
+    state.table_.source(slot) = kStateSource;
     slot->sum = sums[s];
-    slot->count = counts[s];
+    slot->count = static_cast<int32_t>(counts[s]);
   }
   return state;
 }

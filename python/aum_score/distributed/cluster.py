@@ -13,7 +13,8 @@ from ..errors import LogFormatError
 MODES = ("auto", "reduce", "shard")
 
 #: Peak worker memory per sample of the reduce mode's last merge: the merged state being built
-#: (a 32-byte slot, its key in the order list and the id index: ~56-72 bytes), the incoming
+#: (a 16-byte slot and its label's source, its key in the order list and the id index:
+#: ~44-60 bytes), the incoming
 #: partial state (another), and both states' serialised bytes (40 bytes each). Measured in
 #: benchmarks/bench_distributed.py (docs/distributed.md); rounded up.
 REDUCE_BYTES_PER_SAMPLE = 256
