@@ -33,10 +33,15 @@ std::string label_conflict(const std::string& sample, int64_t here, int64_t befo
 int64_t wide(int32_t label) { return label == kNoLabel32 ? kNoLabel : label; }
 
 // The first row whose label is neither kNoLabel nor in [0, classes), or -1; counts the rows
-// without a label. The common all-good case is one branch-free pass.
-int64_t first_bad_label(const int64_t* labels, int64_t rows, int64_t classes, int64_t& unlabeled) {
-  bool bad = false;
+// without a label. The common all-good case is one branch-free pass, on `threads` threads for a
+// big batch (it is bound by reading the labels).
+int64_t first_bad_label(const int64_t* labels, int64_t rows, int64_t classes, int64_t& unlabeled,
+                        int threads) {
+  int bad = 0;
   int64_t none = 0;
+  const int team = rows >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  (void)team;  // unused without OpenMP
+#pragma omp parallel for num_threads(team) schedule(static) reduction(| : bad) reduction(+ : none)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t l = labels[r];
     const bool missing = l == kNoLabel;
@@ -466,7 +471,7 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
                                const AddOptions& options, FillMargins fill_margins) {
   if (rows <= 0) return AddStats{};
   int64_t unlabeled = 0;
-  const int64_t bad = first_bad_label(labels, rows, classes_, unlabeled);
+  const int64_t bad = first_bad_label(labels, rows, classes_, unlabeled, options.threads);
   if (bad >= 0) throw RowError(outside(labels[bad], classes_), bad);
 
   new_samples_.clear();

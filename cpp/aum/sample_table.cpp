@@ -52,7 +52,11 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
   const uint64_t bound = limit > direct_.size() ? limit : direct_.size();
   uint64_t top = 0;  // 1 + the largest id that will be direct
   int64_t outside = 0;
-  for (int64_t r = 0; r < rows; ++r) {  // branch-free: vectorises
+  const int scan_team = rows >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  (void)scan_team;  // unused without OpenMP
+#pragma omp parallel for num_threads(scan_team) schedule(static) reduction(max : top) \
+    reduction(+ : outside)
+  for (int64_t r = 0; r < rows; ++r) {  // branch-free: vectorises; bound by reading the ids
     const uint64_t k = static_cast<uint64_t>(keys[r]);
     const uint64_t want = k < bound ? k + 1 : 0;
     top = want > top ? want : top;
