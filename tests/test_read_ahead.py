@@ -1,5 +1,5 @@
-"""Read-ahead (a helper thread maps the batches ahead of the scorer) and the result order's radix
-sort: optimised paths, checked against the plain ones."""
+"""Read-ahead (a helper thread maps the batches ahead of the scorer): the optimised path,
+checked against the plain one."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import os
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from reference import assert_matches_reference, make_epochs, rows_of, write_log
 
 import aum_score
@@ -80,19 +77,3 @@ def test_a_file_dropped_from_the_page_cache_is_not_resident(tmp_path):
             pytest.skip("the OS kept the pages (or cannot tell)")
         _core.touch_pages(buffer)
         assert _core.resident(buffer)
-
-
-finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)
-
-
-@settings(max_examples=200, deadline=None)
-@given(hnp.arrays(np.float64, st.integers(0, 300), elements=finite_or_not))
-def test_stable_argsort_equals_numpy(values):
-    np.testing.assert_array_equal(_core.stable_argsort(values), np.argsort(values, kind="stable"))
-
-
-def test_stable_argsort_ties_signed_zero_and_large_input(rng):
-    values = np.array([0.0, -0.0, np.nan, -np.inf, np.inf, 1.0, -1.0, -np.nan, 0.0, -0.0])
-    np.testing.assert_array_equal(_core.stable_argsort(values), np.argsort(values, kind="stable"))
-    big = np.round(rng.standard_normal(200_000), 2)  # many ties
-    np.testing.assert_array_equal(_core.stable_argsort(big), np.argsort(big, kind="stable"))

@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "aum/memory.hpp"
 #include "aum/prefetch.hpp"
 
 namespace aum {
@@ -36,26 +37,6 @@ struct alignas(16) Slot {
 };
 static_assert(sizeof(Slot) == 16, "a slot must be a quarter of a cache line");
 
-// Large tables on huge pages where the OS allows (Linux: madvise), small ones on the heap.
-void* allocate_lines(size_t bytes);
-void free_lines(void* p, size_t bytes);
-
-// Cache-line aligned storage: slots and code-table lines never straddle two lines.
-template <class T>
-struct LineAllocator {
-  using value_type = T;
-  LineAllocator() = default;
-  template <class U>
-  LineAllocator(const LineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(allocate_lines(n * sizeof(T))); }
-  void deallocate(T* p, size_t n) { free_lines(p, n * sizeof(T)); }
-  template <class U>
-  bool operator==(const LineAllocator<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const LineAllocator<U>&) const { return false; }
-};
-template <class T>
-using LineVector = std::vector<T, LineAllocator<T>>;
 
 class SampleTable {
  public:

@@ -1,7 +1,12 @@
 #include "aum/sort.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
+
+#include "aum/memory.hpp"
+#include "aum/parallel.hpp"
 
 namespace aum {
 namespace {
@@ -29,30 +34,69 @@ struct Item {
 
 }  // namespace
 
-void stable_argsort(const double* values, int64_t n, int64_t* order) {
+// LSD radix sort of (key, index) items, one digit a pass, on `threads` threads: each thread
+// owns a contiguous chunk of the items; a pass counts each chunk's digits, then every thread
+// writes its chunk's items to their bucket, after the same bucket's items of earlier chunks
+// (so the sort stays stable whatever the thread count).
+void stable_argsort(const double* values, int64_t n, int64_t* order, int threads) {
   if (n <= 0) return;
-  std::vector<Item> items(static_cast<size_t>(n)), spare(static_cast<size_t>(n));
-  // One pass counts every digit's buckets; a digit that is the same for all values is skipped.
-  std::vector<uint64_t> counts(kDigits * kBuckets, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t key = ordered_bits(values[i]);
-    items[static_cast<size_t>(i)] = {key, i};
-    for (int d = 0; d < kDigits; ++d) ++counts[d * kBuckets + ((key >> (d * kDigitBits)) & (kBuckets - 1))];
-  }
-  for (int d = 0; d < kDigits; ++d) {
-    uint64_t* count = counts.data() + d * kBuckets;
-    const int shift = d * kDigitBits;
-    if (count[(items[0].key >> shift) & (kBuckets - 1)] == static_cast<uint64_t>(n)) continue;
-    uint64_t start = 0;  // counts become each bucket's first position
-    for (uint64_t b = 0; b < kBuckets; ++b) {
-      const uint64_t c = count[b];
-      count[b] = start;
-      start += c;
+  const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  LineBuffer<Item> first(static_cast<size_t>(n)), second(static_cast<size_t>(n));
+  Item* items = first.data();
+  Item* spare = second.data();
+  // counts[t][d][b]: items of chunk t whose digit d is b. The first pass counts every digit
+  // (a digit that is the same for all values is then skipped); on one thread the chunk is all
+  // items, whose counts a pass does not change.
+  std::vector<uint64_t> counts(static_cast<size_t>(team) * kDigits * kBuckets, 0);
+  auto chunk_counts = [&](int t, int d) { return counts.data() + (t * kDigits + d) * kBuckets; };
+  auto chunk = [&](int t) { return std::pair<int64_t, int64_t>{n * t / team, n * (t + 1) / team}; };
+  // (OpenMP may give fewer threads than asked for: a thread then takes several chunks.)
+#pragma omp parallel num_threads(team)
+  for (int t = thread_index(); t < team; t += team_size()) {
+    const auto [begin, end] = chunk(t);
+    for (int64_t i = begin; i < end; ++i) {
+      const uint64_t key = ordered_bits(values[i]);
+      items[i] = {key, i};
+      for (int d = 0; d < kDigits; ++d) ++chunk_counts(t, d)[(key >> (d * kDigitBits)) & (kBuckets - 1)];
     }
-    for (const Item& item : items) spare[count[(item.key >> shift) & (kBuckets - 1)]++] = item;
-    items.swap(spare);
   }
-  for (int64_t i = 0; i < n; ++i) order[i] = items[static_cast<size_t>(i)].index;
+  std::vector<uint64_t> total(kBuckets);
+  for (int d = 0; d < kDigits; ++d) {
+    const int shift = d * kDigitBits;
+    std::fill(total.begin(), total.end(), 0);
+    for (int t = 0; t < team; ++t)
+      for (uint64_t b = 0; b < kBuckets; ++b) total[b] += chunk_counts(t, d)[b];
+    if (total[(items[0].key >> shift) & (kBuckets - 1)] == static_cast<uint64_t>(n)) continue;
+#pragma omp parallel num_threads(team)
+    {
+      for (int t = thread_index(); t < team && team > 1; t += team_size()) {
+        // This chunk now holds other items than when first counted.
+        const auto [begin, end] = chunk(t);
+        uint64_t* count = chunk_counts(t, d);
+        std::fill(count, count + kBuckets, 0);
+        for (int64_t i = begin; i < end; ++i) ++count[(items[i].key >> shift) & (kBuckets - 1)];
+      }
+#pragma omp barrier
+#pragma omp single
+      {  // counts become each chunk's first position in each bucket
+        uint64_t start = 0;
+        for (uint64_t b = 0; b < kBuckets; ++b)
+          for (int u = 0; u < team; ++u) {
+            const uint64_t c = chunk_counts(u, d)[b];
+            chunk_counts(u, d)[b] = start;
+            start += c;
+          }
+      }
+      for (int t = thread_index(); t < team; t += team_size()) {
+        const auto [begin, end] = chunk(t);
+        uint64_t* count = chunk_counts(t, d);
+        for (int64_t i = begin; i < end; ++i) spare[count[(items[i].key >> shift) & (kBuckets - 1)]++] = items[i];
+      }
+    }
+    std::swap(items, spare);
+  }
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t i = 0; i < n; ++i) order[i] = items[i].index;
 }
 
 }  // namespace aum

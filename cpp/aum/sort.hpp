@@ -6,8 +6,9 @@
 namespace aum {
 
 // order[0..n) = the indices of values sorted ascending, stable (equal values keep their index
-// order), as numpy's stable argsort: NaN last, -0.0 equal to +0.0. A least-significant-digit radix sort on the values' bits:
-// O(n) and several times faster than a comparison sort for the million-sample tables it gets.
-void stable_argsort(const double* values, int64_t n, int64_t* order);
+// order), as numpy's stable argsort: NaN last, -0.0 equal to +0.0. A least-significant-digit
+// radix sort on the values' bits, on `threads` threads (0: all) for large n: O(n) and several
+// times faster than a comparison sort for the million-sample tables it gets.
+void stable_argsort(const double* values, int64_t n, int64_t* order, int threads = 0);
 
 }  // namespace aum

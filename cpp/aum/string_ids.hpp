@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "aum/sample_table.hpp"  // LineVector
+#include "aum/memory.hpp"
 
 namespace aum {
 

@@ -144,14 +144,18 @@ def score(
         if progress and on_batch is None:
             on_batch = stack.enter_context(_progress_bar(files, passes=2 if auto else 1)).update
         accumulator = one_pass(window)
-        result = build_result(accumulator, threshold_class, percentile, bootstrap)
+        result = build_result(
+            accumulator, threshold_class, percentile, bootstrap, threads=threads or 0
+        )
         if auto:
             stop = auto_window_end(result.monitor)
             if stop is not None:  # memorisation starts inside the log: score the window again
                 window = slice(window.start, stop)
                 monitor = result.monitor
                 accumulator = one_pass(window)
-                result = build_result(accumulator, threshold_class, percentile, bootstrap)
+                result = build_result(
+                    accumulator, threshold_class, percentile, bootstrap, threads=threads or 0
+                )
                 result.monitor = monitor  # the whole run's monitor shows why the window ends
     if save_state is not None:
         scored = state_after(prior, accumulator, files, labels, threshold_class, window)

@@ -73,6 +73,7 @@ def build_result(
     percentile: float,
     bootstrap: int = 1000,
     run_threshold_aums: np.ndarray | None = None,
+    threads: int = 0,
 ) -> ScoreResult:
     """The result table, summary and monitor of an accumulator (seconds are set by the caller).
 
@@ -85,7 +86,7 @@ def build_result(
     aum = sums / counts
     # The rows in result order first (= np.argsort(aum, kind="stable"), by radix sort): every
     # column below is then computed in that order, without a gather of its own.
-    order = _core.stable_argsort(aum)
+    order = _core.stable_argsort(aum, threads)
     keys, labels, counts, aum = keys[order], labels[order], counts[order], aum[order]
     is_threshold = (
         labels == threshold_class if threshold_class is not None else np.zeros(len(aum), bool)
