@@ -442,6 +442,17 @@ def test_label_conflicts_name_who_set_the_label(kind, threads, rng):
             with pytest.raises(ValueError) as info:
                 add(rows, source=7, y=y)
             assert info.value.args[1:] == (40_000, expected)
+    # A label changed where changes are allowed takes that batch's source.
+    others = np.r_[0:100, 101:3000]
+    rows = np.r_[others[rng.integers(0, len(others), 40_000)], 100]
+    y = labels[rows].copy()
+    y[-1] = (y[-1] + 1) % 4
+    z = rng.standard_normal((len(rows), 4)).astype(np.float32)
+    add_rows(acc, z, y, ids[rows], [], threads=threads, source=9, allow_label_changes=True)
+    y[-1] = (y[-1] + 1) % 4
+    with pytest.raises(ValueError) as info:
+        add(rows, source=7, y=y)
+    assert info.value.args[1:] == (40_000, 9)
 
 
 def test_labels_from_earlier_rows_of_the_same_batch(rng):

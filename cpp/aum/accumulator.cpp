@@ -168,8 +168,9 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
         // A sample created by this batch needs no undo (a roll-back removes it), and gets its
         // source when the batch is in (set_new_sources).
         if (!created) {
+          table_.prepare_source(options.source);  // may throw: before the row changes anything
           label_undo_.push_back({refs[r], slot->label, table_.source(slot)});
-          table_.source(slot) = options.source;
+          table_.set_source(slot, options.source);
         }
         slot->label = static_cast<int32_t>(label);
       }
@@ -268,10 +269,8 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
             part.error_row = r;
             break;
           }
-          if (!created) {
-            part.label_undo.push_back({refs[r], slot->label, table_.source(slot)});
-            table_.source(slot) = options.source;
-          }
+          // (Sources are set after the threads, on one: see below.)
+          if (!created) part.label_undo.push_back({refs[r], slot->label, table_.source(slot)});
           slot->label = static_cast<int32_t>(label);
         }
         const double margin = margins[r];
@@ -306,6 +305,8 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
   if (!failed) {
     try {
       tally_rows(labels, rows, options);
+      for (int t = 0; t < team; ++t)
+        if (!parts_[static_cast<size_t>(t)].label_undo.empty()) table_.prepare_source(options.source);
     } catch (const std::exception& e) {
       what = e.what();
     }
@@ -320,17 +321,17 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
         slot->sum = sum_undo[r];
         slot->count -= 1;
       }
-      for (auto it = part.label_undo.rbegin(); it != part.label_undo.rend(); ++it) {
-        Slot* slot = table_.at(it->ref);
-        slot->label = it->label;
-        table_.source(slot) = it->source;
-      }
+      for (auto it = part.label_undo.rbegin(); it != part.label_undo.rend(); ++it)
+        table_.at(it->ref)->label = it->label;
       for (const auto& [row, key] : part.seen) table_.deactivate(key, false);
     }
     if (!what.empty() || failed->error_row >= rows)
       throw std::runtime_error(what.empty() ? failed->error : what);
     throw RowError(failed->error, failed->error_row, failed->error_source);
   }
+  for (int t = 0; t < team; ++t)  // the sources of the labels the threads changed
+    for (const LabelUndo& changed : parts_[static_cast<size_t>(t)].label_undo)
+      table_.set_source(table_.at(changed.ref), options.source);
   // New samples in row order (new_samples_ has room: cannot throw).
   std::vector<size_t> next(static_cast<size_t>(team), 0);
   int64_t added = 0;
@@ -404,13 +405,14 @@ void Accumulator::join_new_samples() {
   new_samples_.clear();
 }
 
-// The label source of the samples a batch created, written once the batch is in: a random
+// The label source of the samples a batch created, recorded once the batch is in (after
+// prepare_source): usually nothing to write, as all labels come from one place; else a random
 // write per new sample, prefetched here, where in the row loop each would have waited.
 void Accumulator::set_new_sources(int32_t source) {
   constexpr size_t kAheadSources = 64;
   for (size_t i = 0; i < new_slots_.size(); ++i) {
-    if (i + kAheadSources < new_slots_.size()) prefetch(&table_.source(new_slots_[i + kAheadSources]));
-    table_.source(new_slots_[i]) = source;
+    if (i + kAheadSources < new_slots_.size()) table_.prefetch_source(new_slots_[i + kAheadSources]);
+    table_.set_source(new_slots_[i], source);
   }
   new_slots_.clear();
 }
@@ -427,7 +429,7 @@ void Accumulator::roll_back() {
   for (auto it = label_undo_.rbegin(); it != label_undo_.rend(); ++it) {
     Slot* slot = table_.at(it->ref);
     slot->label = it->label;
-    table_.source(slot) = it->source;
+    table_.set_source(slot, it->source);
   }
   label_undo_.clear();
   for (int64_t key : new_samples_) table_.deactivate(key);
@@ -501,6 +503,7 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
     run_pass<Pass::scatter>(row_labels, keys, refs, rows, options, nullptr, &stats);
     last_batch_rows_ = rows;
     last_batch_new_samples_ = static_cast<int64_t>(new_samples_.size());
+    if (!new_slots_.empty()) table_.prepare_source(options.source);
     join_new_samples();
     set_new_sources(options.source);
   } catch (...) {
@@ -522,6 +525,7 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
   new_samples_.clear();
   make_room(new_samples_, static_cast<size_t>(n));
   label_undo_.clear();
+  if (n > 0) table_.prepare_source(source);
   try {
     const int64_t* refs = table_.refs_for(keys, n, row_refs_);
     for (int64_t r = 0; r < n; ++r) {
@@ -533,7 +537,7 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
                        table_.source(slot));
       label_undo_.push_back({refs[r], slot->label, table_.source(slot)});
       slot->label = static_cast<int32_t>(labels[r]);
-      table_.source(slot) = source;
+      table_.set_source(slot, source);
     }
     join_new_samples();
   } catch (...) {
@@ -564,12 +568,13 @@ void Accumulator::merge(const Accumulator& other, bool allow_label_changes) {
       throw std::invalid_argument(too_many(describe_key(mine[i])) + " (merging states)");
   }
   make_room(order_, mine.size());
+  if (!mine.empty()) table_.prepare_source(kStateSource);
   for (size_t i = 0; i < mine.size(); ++i) {
     const Slot theirs = *other.table_.find(other.order_[i]);
     Slot* slot = slot_for(mine[i]);
     if (theirs.label != kNoLabel32 && (slot->label == kNoLabel32 || allow_label_changes)) {
       slot->label = theirs.label;
-      table_.source(slot) = kStateSource;
+      table_.set_source(slot, kStateSource);
     }
     slot->sum += theirs.sum;
     slot->count += theirs.count;

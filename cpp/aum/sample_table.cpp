@@ -8,6 +8,14 @@
 
 namespace aum {
 
+void SampleTable::prepare_source(int32_t source) {
+  if (per_slot_ || uniform_source_ == kUnsetSource || uniform_source_ == source) return;
+  std::vector<int32_t> direct(direct_.size(), uniform_source_), hashed(hashed_.size(), uniform_source_);
+  direct_sources_.swap(direct);
+  hashed_sources_.swap(hashed);
+  per_slot_ = true;
+}
+
 uint64_t SampleTable::direct_limit(int64_t more) const {
   if (always_direct_ < 0) return 0;
   const uint64_t dense = kSparsity * (static_cast<uint64_t>(samples_) + static_cast<uint64_t>(more));
@@ -76,11 +84,11 @@ __attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
     Code& c = codes_[i];
     if (c.code < 0) {
       const auto code = static_cast<int64_t>(hashed_.size());
-      hashed_sources_.emplace_back();  // first: if they throw, the table is unchanged
+      if (per_slot_) hashed_sources_.emplace_back();  // first: if they throw, the table is unchanged
       try {
         hashed_.emplace_back();
       } catch (...) {
-        hashed_sources_.pop_back();
+        if (per_slot_) hashed_sources_.pop_back();
         throw;
       }
       c = Code{key, code};
@@ -96,7 +104,6 @@ void SampleTable::grow_codes() {
   if (codes_.empty()) {  // the first hashed id: room for the expected samples at load 1/2
     while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
     hashed_.reserve(static_cast<size_t>(expected_));
-    hashed_sources_.reserve(static_cast<size_t>(expected_));
   }
   LineVector<Code> old(capacity, Code{0, -1});
   old.swap(codes_);
@@ -166,10 +173,10 @@ void SampleTable::grow_direct(uint64_t top) {
   size_t stay = 0;
   for (const Code& c : live) stay += static_cast<uint64_t>(c.key) >= size;
   LineVector<Slot> direct(size), kept;
-  std::vector<int32_t> direct_sources(size), kept_sources;
+  std::vector<int32_t> direct_sources(per_slot_ ? size : 0), kept_sources;
   LineVector<Code> codes;
   kept.reserve(stay);
-  kept_sources.reserve(stay);
+  if (per_slot_) kept_sources.reserve(stay);
   if (!live.empty()) {
     size_t capacity = 1024;
     while (stay * 2 > capacity) capacity *= 2;
@@ -186,10 +193,10 @@ void SampleTable::grow_direct(uint64_t top) {
     const auto old = static_cast<size_t>(c.code);
     if (static_cast<uint64_t>(c.key) < size) {
       direct_[static_cast<uint64_t>(c.key)] = hashed_[old];
-      direct_sources_[static_cast<uint64_t>(c.key)] = hashed_sources_[old];
+      if (per_slot_) direct_sources_[static_cast<uint64_t>(c.key)] = hashed_sources_[old];
     } else {
       kept.push_back(hashed_[old]);
-      kept_sources.push_back(hashed_sources_[old]);
+      if (per_slot_) kept_sources.push_back(hashed_sources_[old]);
       kept_keys.push_back(c.key);
     }
   }

@@ -17,6 +17,7 @@
 #include <limits>
 #include <new>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "aum/memory.hpp"
@@ -29,6 +30,8 @@ constexpr int32_t kNoLabel32 = std::numeric_limits<int32_t>::min();
 
 // Margins a sample may have: counts are int32 to keep slots at 16 bytes.
 constexpr int64_t kMaxCount = std::numeric_limits<int32_t>::max();
+// No label has a source yet.
+constexpr int32_t kUnsetSource = std::numeric_limits<int32_t>::min();
 
 struct alignas(16) Slot {
   double sum = 0.0;    // float64 sum of the sample's margins
@@ -75,13 +78,21 @@ class SampleTable {
     samples_ += counted;
     return true;
   }
-  // Who set the label of `slot` (a file number or a kind of source, see errors.hpp).
-  int32_t& source(const Slot* slot) {
-    const auto at = reinterpret_cast<uintptr_t>(slot);
-    const auto first = reinterpret_cast<uintptr_t>(direct_.data());
-    return at - first < direct_.size() * sizeof(Slot)
-               ? direct_sources_[(at - first) / sizeof(Slot)]
-               : hashed_sources_[static_cast<size_t>(slot - hashed_.data())];
+  // Who set the label of a sample (a file number or a kind of source, see errors.hpp). One
+  // value for all samples while their labels all come from one place (a run's first file, or
+  // its labels file): an array beside the slots only once they do not.
+  int32_t source(const Slot* slot) const { return per_slot_ ? source_at(slot) : uniform_source_; }
+  // Makes sure that set_source(..., source) needs no allocation: call first, as it may throw.
+  void prepare_source(int32_t source);
+  // Records `source` for `slot` (after prepare_source(source); never throws).
+  void set_source(const Slot* slot, int32_t source) {
+    if (per_slot_)
+      source_at(slot) = source;
+    else
+      uniform_source_ = source;  // prepare_source made sure it is the same or the first
+  }
+  void prefetch_source(const Slot* slot) {
+    if (per_slot_) prefetch(&source_at(slot));
   }
   // Forgets the sample `key` (the roll-back of a batch that created it).
   void deactivate(int64_t key, bool counted = true) {
@@ -136,10 +147,28 @@ class SampleTable {
   uint64_t direct_limit(int64_t more) const;
   void grow_direct(uint64_t size);
 
+  // Where a slot is: (true, its index in direct_) or (false, its index in hashed_).
+  std::pair<bool, size_t> place_of(const Slot* slot) const {
+    const auto at = reinterpret_cast<uintptr_t>(slot);
+    const auto first = reinterpret_cast<uintptr_t>(direct_.data());
+    if (at - first < direct_.size() * sizeof(Slot)) return {true, (at - first) / sizeof(Slot)};
+    return {false, static_cast<size_t>(slot - hashed_.data())};
+  }
+  int32_t& source_at(const Slot* slot) {
+    const auto [direct, i] = place_of(slot);
+    return direct ? direct_sources_[i] : hashed_sources_[i];
+  }
+  int32_t source_at(const Slot* slot) const {
+    const auto [direct, i] = place_of(slot);
+    return direct ? direct_sources_[i] : hashed_sources_[i];
+  }
+
   int64_t always_direct_;
   LineVector<Slot> direct_;
   LineVector<Slot> hashed_;
-  std::vector<int32_t> direct_sources_, hashed_sources_;  // beside direct_ and hashed_
+  int32_t uniform_source_ = kUnsetSource;  // every sample's source, while !per_slot_
+  bool per_slot_ = false;
+  std::vector<int32_t> direct_sources_, hashed_sources_;  // beside direct_ and hashed_ if per_slot_
   LineVector<Code> codes_;  // open addressing; a key's home is the first entry of a line
   unsigned shift_ = 64;
   size_t coded_ = 0;        // entries in codes_

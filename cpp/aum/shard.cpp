@@ -53,7 +53,7 @@ std::vector<Accumulator> Accumulator::split(const int32_t* shard_of_sample, int3
     to.table_.activate(slot);
     to.order_.push_back(key);
     slot->label = from.label;
-    to.table_.source(slot) = kStateSource;
+    to.table_.set_source(slot, kStateSource);  // the first source of a new state: no allocation
     slot->sum = from.sum;
     slot->count = from.count;
   }

@@ -159,7 +159,7 @@ Accumulator Accumulator::deserialize(const char* data, size_t size) {
       throw std::invalid_argument("state is corrupt (duplicate sample id)");
     state.order_.push_back(keys[s]);
     slot->label = labels[s] == kNoLabel ? kNoLabel32 : static_cast<int32_t>(labels[s]);
-    state.table_.source(slot) = kStateSource;
+    state.table_.set_source(slot, kStateSource);  // the first source of a new state
     slot->sum = sums[s];
     slot->count = static_cast<int32_t>(counts[s]);
   }
