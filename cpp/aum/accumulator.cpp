@@ -225,6 +225,9 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
   // first-epoch batch 40% slower in parallel, a later one 15% faster).
   if (order_.empty() || last_batch_new_samples_ * 8 > last_batch_rows_) return false;
   if (parts_.size() < static_cast<size_t>(threads)) parts_.resize(static_cast<size_t>(threads));
+  created_rows_.assign(static_cast<size_t>(rows), 0);  // each thread marks the rows that made a sample
+  const auto new_before = static_cast<int64_t>(new_samples_.size());
+  uint8_t* created_rows = created_rows_.data();
   const double* margins = row_margins_.data();
   double* sum_undo = sum_undo_.data();
   int team = 1;
@@ -234,10 +237,10 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
 #pragma omp single
     team = n;
     Part& part = parts_[static_cast<size_t>(t)];
-    part.done = part.skipped = 0;
+    part.done = part.skipped = part.owned = 0;
     part.error_row = -1;
-    part.seen.clear();
     part.label_undo.clear();
+    int64_t i = 0;
     try {
       // This thread's rows, compacted without a branch (which would mispredict half the time).
       int owner[64];
@@ -251,21 +254,21 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
         mine[count] = static_cast<int32_t>(r);
         count += owner[block & 63] == t;
       }
-      int64_t i = 0;
+      part.owned = count;
       for (; i < count; ++i) {
         if (i + kAhead < count) table_.prefetch_ref(refs[mine[i + kAhead]]);
         const int64_t r = mine[i];
         const int64_t key = keys[r];
         Slot* slot = table_.at(refs[r]);
         const bool created = table_.activate(slot, false);
-        if (created) part.seen.emplace_back(r, key);
+        created_rows[r] = created;
         const int64_t label = labels[r];
         if (label != slot->label) {
           if (slot->label != kNoLabel32 && !options.allow_label_changes) {
             part.error = label_conflict(describe_key(key), label, slot->label);
-            bool mine = false;  // created by this batch: labelled by its source
-            for (const auto& seen : part.seen) mine |= seen.second == key;
-            part.error_source = mine ? options.source : label_source(slot, options.source);
+            bool made = false;  // by an earlier row of this batch (then its source set the label)
+            for (int64_t j = 0; j < i; ++j) made |= created_rows[mine[j]] && keys[mine[j]] == key;
+            part.error_source = made ? options.source : label_source(slot, options.source);
             part.error_row = r;
             break;
           }
@@ -290,6 +293,7 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
       }
       part.done = i;
     } catch (const std::exception& e) {  // allocation failures: nothing may leave the region
+      part.done = i;  // rows before i are in; row i added nothing but maybe its new sample
       part.error = e.what();
       part.error_source = kNoSource;
       part.error_row = rows;  // after every row error
@@ -323,7 +327,10 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
       }
       for (auto it = part.label_undo.rbegin(); it != part.label_undo.rend(); ++it)
         table_.at(it->ref)->label = it->label;
-      for (const auto& [row, key] : part.seen) table_.deactivate(key, false);
+      for (int64_t i = 0; i < part.owned; ++i) {  // (rows not reached made no sample)
+        const int64_t r = part.rows[static_cast<size_t>(i)];
+        if (created_rows[r]) table_.deactivate(keys[r], false);
+      }
     }
     if (!what.empty() || failed->error_row >= rows)
       throw std::runtime_error(what.empty() ? failed->error : what);
@@ -332,24 +339,13 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
   for (int t = 0; t < team; ++t)  // the sources of the labels the threads changed
     for (const LabelUndo& changed : parts_[static_cast<size_t>(t)].label_undo)
       table_.set_source(table_.at(changed.ref), options.source);
-  // New samples in row order (new_samples_ has room: cannot throw).
-  std::vector<size_t> next(static_cast<size_t>(team), 0);
-  int64_t added = 0;
-  for (;;) {
-    int best = -1;
-    for (int t = 0; t < team; ++t) {
-      const auto& seen = parts_[static_cast<size_t>(t)].seen;
-      if (next[t] < seen.size() &&
-          (best < 0 || seen[next[t]].first < parts_[static_cast<size_t>(best)].seen[next[best]].first))
-        best = t;
-    }
-    if (best < 0) break;
-    const auto& [row, key] = parts_[static_cast<size_t>(best)].seen[next[best]++];
-    new_samples_.push_back(key);
-    new_slots_.push_back(table_.at(refs[row]));
-    ++added;
+  // New samples in row order (new_samples_ and new_slots_ have room: cannot throw).
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!created_rows[r]) continue;
+    new_samples_.push_back(keys[r]);
+    new_slots_.push_back(table_.at(refs[r]));
   }
-  table_.add_samples(added);
+  table_.add_samples(static_cast<int64_t>(new_samples_.size()) - new_before);
   for (int t = 0; t < team; ++t) stats->skipped += parts_[static_cast<size_t>(t)].skipped;
   return true;
 }

@@ -151,14 +151,14 @@ class Accumulator {
   // One per thread of scatter_parallel.
   struct Part {
     std::vector<int32_t> rows;  // the batch rows of this thread's samples, in row order
-    int64_t done = 0, skipped = 0;
+    int64_t owned = 0, done = 0, skipped = 0;  // rows of this thread's samples, rows added
     int64_t error_row = -1;
     int32_t error_source = kNoSource;
     std::string error;
-    std::vector<std::pair<int64_t, int64_t>> seen;  // (row, key) of samples seen first
     std::vector<LabelUndo> label_undo;
   };
   std::vector<Part> parts_;
+  std::vector<uint8_t> created_rows_;  // scatter_parallel: 1 for a row that made its sample
 };
 
 }  // namespace aum
