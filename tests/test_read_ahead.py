@@ -77,3 +77,47 @@ def test_a_file_dropped_from_the_page_cache_is_not_resident(tmp_path):
             pytest.skip("the OS kept the pages (or cannot tell)")
         _core.touch_pages(buffer)
         assert _core.resident(buffer)
+
+
+def wait_until(condition, seconds: float = 5.0) -> bool:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def test_a_mapping_is_closed_by_the_helper_once_its_last_batch_is_gone(tmp_path, rng):
+    from aum_score import storage
+
+    write_log(tmp_path, make_epochs(rng, n_epochs=1))
+    path = str(next(tmp_path.glob("*.arrow")))
+    source, mapping = storage.open_mapped(path)
+    batch = pa.ipc.open_file(source).get_batch(0)
+    source.close()
+    storage.close_when_unused(mapping)
+    assert not wait_until(lambda: mapping.closed, 0.2)  # a batch still reads from it
+    assert batch.column("label").to_pylist()  # and it still can
+    del batch, source
+    assert wait_until(lambda: mapping.closed)
+
+
+def test_a_mapping_still_in_use_after_the_wait_is_left_to_its_user(tmp_path, rng, monkeypatch):
+    from aum_score import storage
+
+    monkeypatch.setattr(storage, "CLOSE_WAIT_SECONDS", 0.05)
+    write_log(tmp_path, make_epochs(rng, n_epochs=1))
+    path = str(next(tmp_path.glob("*.arrow")))
+    source, mapping = storage.open_mapped(path)
+    batch = pa.ipc.open_file(source).get_batch(0)
+    storage.close_when_unused(mapping)
+    source.close()
+    import time
+
+    time.sleep(0.3)
+    assert not mapping.closed and batch.num_rows > 0
+    del batch, source
+    assert mapping.close() is None  # the user's to close (or the garbage collector's)

@@ -160,15 +160,22 @@ def read_batches(
             with pq.ParquetFile(source, memory_map=not remote) as reader:
                 yield from reader.iter_batches(batch_size=batch_rows, columns=columns)
             return
-        with storage.open_input(path) as source:  # memory-mapped when local
-            if fmt == "file":
-                reader = pa.ipc.open_file(source)
-                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            else:
-                batches = pa.ipc.open_stream(source)
-            for batch in batches:
-                batch.validate()  # buffer sizes match the declared lengths: no reads past them
-                yield batch
+        if storage.is_remote(path):
+            source, mapping = storage.open_input(path), None
+        else:
+            source, mapping = storage.open_mapped(path)
+        try:
+            with source:
+                if fmt == "file":
+                    reader = pa.ipc.open_file(source)
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                else:
+                    batches = pa.ipc.open_stream(source)
+                for batch in batches:
+                    batch.validate()  # buffer sizes match the declared lengths: no reads past
+                    yield batch
+        finally:
+            storage.close_when_unused(mapping)
     except (pa.ArrowException, OSError) as exc:
         raise LogFormatError(f"{path}: cannot read ({exc}); truncated or corrupt?") from None
 
