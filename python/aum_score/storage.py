@@ -197,8 +197,8 @@ def close_when_unused(mapping: mmap.mmap | None) -> None:
 def _close_loop() -> None:
     pending: list[tuple[mmap.mmap, float]] = []
     while True:
-        try:  # wait for work; while some is pending, look again every millisecond
-            pending.append(_closing.get(timeout=0.001 if pending else None))
+        try:  # wait for work; while some is pending, look again every 2 ms
+            pending.append(_closing.get(timeout=0.002 if pending else None))
         except queue.Empty:
             pass
         still = []
