@@ -121,3 +121,27 @@ def test_a_mapping_still_in_use_after_the_wait_is_left_to_its_user(tmp_path, rng
     assert not mapping.closed and batch.num_rows > 0
     del batch, source
     assert mapping.close() is None  # the user's to close (or the garbage collector's)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_unmaps_its_files_too(tmp_path, rng):
+    """The helper thread does not survive a fork: the child starts its own."""
+    import gc
+    import mmap
+
+    def open_maps():
+        return [m for m in gc.get_objects() if isinstance(m, mmap.mmap) and not m.closed]
+
+    write_log(tmp_path, make_epochs(rng, n_epochs=2))
+    aum_score.score(tmp_path)  # the parent's helper thread exists now
+    assert wait_until(lambda: not open_maps())  # (a child would inherit the parent's pending)
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 when every mapping it made is closed
+        code = 1
+        try:
+            aum_score.score(tmp_path)
+            code = 0 if wait_until(lambda: not open_maps()) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -194,6 +194,16 @@ def close_when_unused(mapping: mmap.mmap | None) -> None:
     _closing.put((mapping, time.monotonic() + CLOSE_WAIT_SECONDS))
 
 
+def _forget_closer() -> None:
+    """In a forked child the helper thread does not exist: start another when needed."""
+    global _closer, _closing, _closer_lock
+    _closer, _closing, _closer_lock = None, queue.SimpleQueue(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_closer)
+
+
 def _close_loop() -> None:
     pending: list[tuple[mmap.mmap, float]] = []
     while True:
