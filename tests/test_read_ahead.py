@@ -130,7 +130,7 @@ def test_a_forked_child_unmaps_its_files_too(tmp_path, rng):
     import mmap
 
     def open_maps():
-        return [m for m in gc.get_objects() if isinstance(m, mmap.mmap) and not m.closed]
+        return [m for m in gc.get_objects() if type(m) is mmap.mmap and not m.closed]
 
     write_log(tmp_path, make_epochs(rng, n_epochs=2))
     aum_score.score(tmp_path)  # the parent's helper thread exists now
