@@ -182,7 +182,8 @@ def close_when_unused(mapping: mmap.mmap | None) -> None:
 
     Unmapping a file takes the kernel as long as a good part of reading it (every page-table
     entry is cleared; measured: 15-30% of scoring a warm log when done on the scorer's
-    thread), and it does not need the scorer: done on the helper, it overlaps the next file."""
+    thread), and it does not need the scorer: the helper does it when a core is idle (at
+    Linux's idle priority), overlapping the scoring or after it."""
     global _closer
     if mapping is None:
         return
@@ -205,6 +206,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _close_loop() -> None:
+    # Only when a core is idle: when the scorer keeps every core busy, unmapping now would stall
+    # its threads (a team waits for its slowest), and it can as well happen once they are done.
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only (Linux)
+    except (AttributeError, OSError):
+        pass
     pending: list[tuple[mmap.mmap, float]] = []
     while True:
         try:  # wait for work; while some is pending, look again every 2 ms
