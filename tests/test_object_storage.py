@@ -15,7 +15,7 @@ import pytest
 import reference as ref
 
 import aum_score
-from aum_score import LogFormatError, storage
+from aum_score import LogFormatError, mapped_files
 from aum_score.logs import open_log
 
 moto_server = pytest.importorskip("moto.server")
@@ -234,8 +234,8 @@ def test_local_paths_stay_memory_mapped(tmp_path, rng, monkeypatch):
     read through a filesystem object."""
     _, directory, _ = make_log(tmp_path, rng)
     opened = []
-    real = storage.map_local
-    monkeypatch.setattr(storage, "map_local", lambda path: opened.append(path) or real(path))
+    real = mapped_files.open_mapped
+    monkeypatch.setattr(mapped_files, "open_mapped", lambda path: opened.append(path) or real(path))
     aum_score.score(directory)
     assert len(opened) >= 12 and all(Path(p).parent == directory for p in opened)
     log = open_log(directory)[0]

@@ -40,7 +40,6 @@ struct alignas(16) Slot {
 };
 static_assert(sizeof(Slot) == 16, "a slot must be a quarter of a cache line");
 
-
 class SampleTable {
  public:
   static constexpr int64_t kAlwaysDirect = int64_t{1} << 20;  // 32 MB of direct slots

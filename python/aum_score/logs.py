@@ -16,7 +16,7 @@ from typing import Union
 import numpy as np
 import pyarrow as pa
 
-from . import _core, storage
+from . import _core, mapped_files, storage
 from .errors import LogFormatError
 
 LOG_EXTENSIONS = (".arrow", ".feather", ".arrows", ".parquet")
@@ -163,7 +163,7 @@ def read_batches(
         if storage.is_remote(path):
             source, mapping = storage.open_input(path), None
         else:
-            source, mapping = storage.open_mapped(path)
+            source, mapping = mapped_files.open_mapped(path)
         try:
             with source:
                 if fmt == "file":
@@ -175,7 +175,7 @@ def read_batches(
                     batch.validate()  # buffer sizes match the declared lengths: no reads past
                     yield batch
         finally:
-            storage.close_when_unused(mapping)
+            mapped_files.close_when_unused(mapping)
     except (pa.ArrowException, OSError) as exc:
         raise LogFormatError(f"{path}: cannot read ({exc}); truncated or corrupt?") from None
 
@@ -352,7 +352,7 @@ def file_rows(log: LogFile) -> int | None:
             import pyarrow.parquet as pq
 
             return pq.ParquetFile(log.path, memory_map=True).metadata.num_rows
-        with storage.map_local(log.path) as source:
+        with mapped_files.open_mapped(log.path)[0] as source:
             reader = pa.ipc.open_file(source)
             return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
     except (pa.ArrowException, OSError):
