@@ -72,3 +72,17 @@ def test_a_forked_child_unmaps_its_files_too(tmp_path, rng):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_mappings_are_closed_when_too_many_bytes_wait(tmp_path, rng, monkeypatch):
+    """Past the waiting limit the helper leaves the idle priority and still closes them all."""
+    monkeypatch.setattr(mapped_files, "MAX_WAITING_BYTES", 0)
+    write_log(tmp_path, make_epochs(rng, n_epochs=3))
+    mappings = []
+    for path in sorted(tmp_path.glob("*.arrow")):
+        source, mapping = mapped_files.open_mapped(str(path))
+        assert pa.ipc.open_file(source).get_batch(0).num_rows > 0
+        del source
+        mappings.append(mapping)
+        mapped_files.close_when_unused(mapping)
+    assert len(mappings) == 3 and wait_until(lambda: all(m.closed for m in mappings))

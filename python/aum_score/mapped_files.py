@@ -65,13 +65,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_closer)
 
 
+#: Mapped bytes waiting to be unmapped beyond which the helper stops waiting for an idle core
+#: (on a machine kept busy, the page tables of a long log would otherwise pile up). Leaving the
+#: idle class needs RLIMIT_NICE > 0 or privileges; without, the helper stays idle-only.
+MAX_WAITING_BYTES = 2 << 30
+
+
+def _set_idle_priority(idle: bool) -> None:
+    """Linux's idle scheduling class for this thread (runs only on an idle core), or back."""
+    try:
+        policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: this thread
+    except (AttributeError, OSError):
+        pass
+
+
 def _close_loop() -> None:
     # Only when a core is idle: when the scorer keeps every core busy, unmapping now would stall
     # its threads (a team waits for its slowest), and it can as well happen once they are done.
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only (Linux)
-    except (AttributeError, OSError):
-        pass
+    idle = True
+    _set_idle_priority(idle)
     pending: list[tuple[mmap.mmap, float]] = []
     while True:
         try:  # wait for work; while some is pending, look again every 2 ms
@@ -86,3 +99,7 @@ def _close_loop() -> None:
                 if time.monotonic() < deadline:
                     still.append((mapping, deadline))
         pending = still
+        waiting = sum(len(mapping) for mapping, _ in pending) <= MAX_WAITING_BYTES
+        if waiting != idle:
+            idle = waiting
+            _set_idle_priority(idle)
