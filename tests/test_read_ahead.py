@@ -28,12 +28,15 @@ def test_read_ahead_windows_score_like_the_reference(tmp_path, rng, monkeypatch,
     assert_matches_reference(result.table, rows_of(epochs))
 
 
-def test_read_ahead_off_gives_the_same_table(tmp_path, rng, monkeypatch):
+def test_read_ahead_is_off_unless_asked_for_and_gives_the_same_table(tmp_path, rng, monkeypatch):
     write_log(tmp_path, make_epochs(rng, n_samples=200, n_epochs=3), batches_per_file=5)
-    on = aum_score.score(tmp_path).table
-    monkeypatch.setenv("AUM_SCORE_READ_AHEAD", "0")
+    monkeypatch.delenv("AUM_SCORE_READ_AHEAD", raising=False)
     assert not read_ahead.enabled()
     off = aum_score.score(tmp_path).table
+    monkeypatch.setenv("AUM_SCORE_READ_AHEAD", "64")
+    monkeypatch.setattr(read_ahead, "SKIP_RESIDENT", False)  # the helper runs on a warm file too
+    assert read_ahead.window_bytes() == 64 << 20
+    on = aum_score.score(tmp_path).table
     assert on.equals(off)
 
 

@@ -1,14 +1,18 @@
-"""Read-ahead: while the scorer works on one record batch of a file that is not in memory yet,
-the OS reads the batches after it and a helper thread maps their pages.
+"""Read-ahead, off unless asked for: while the scorer works on one record batch of a file that is
+not in memory yet, the OS reads the batches after it and a helper thread maps their pages.
 
 Reading a memory-mapped file costs a disk read (cold cache) or a page fault (warm cache) on
-first touch of every page. For a cold file (judged from a sample of pages with mincore; a file
-once cold stays cold) the scorer keeps up to WINDOW_BYTES of batches ahead of it: for each it
-asks the OS to start reading (madvise WILLNEED, returns at once) and a helper thread touches its
-pages. The OS then has the window's reads in flight while the scorer computes, as a plain
-sequential ``cat`` would. The scorer never waits for the helper: a batch it reaches first it
-reads itself (at large C it can outrun the helper), and the helper skips it. A warm file gets no
-helper: there it only competed with the scorer for a core (measured).
+first touch of every page. By default the kernel's own read-ahead on those faults does the
+reading ahead, and I/O and scoring overlap without help: measured on a 28 GB log from a cold
+cache (benchmarks/RESULTS.md), it reads at the speed of ``cat``, faster than with this module's
+window (which paid when files were read through ``pa.memory_map``, whose ``madvise(WILLNEED)``
+on every read the kernel handled worse than its plain read-ahead). AUM_SCORE_READ_AHEAD=MB
+turns the window on, for storage where it may pay: for a cold file (judged from a sample of
+pages with mincore; a file once cold stays cold) the scorer keeps up to that many bytes of
+batches ahead of it: for each it asks the OS to start reading (madvise WILLNEED, returns at
+once) and a helper thread touches its pages. The scorer never waits for the helper: a batch it
+reaches first it reads itself, and the helper skips it. A warm file gets no helper: there it
+only competed with the scorer for a core (measured).
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ import pyarrow as pa
 
 from . import _core
 
-WINDOW_BYTES = 64 << 20  # read ahead of the scorer: 8 of LogitWriter's 8 MB batches
+WINDOW_BYTES = 0  # off: the kernel's read-ahead measured faster (64 << 20 was the default)
 SKIP_RESIDENT = True  # batches already in memory need no helper (tests turn this off)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
 def window_bytes() -> int:
-    """WINDOW_BYTES, or AUM_SCORE_READ_AHEAD megabytes (0: off, to measure what it brings)."""
+    """WINDOW_BYTES, or AUM_SCORE_READ_AHEAD megabytes (0: off)."""
     setting = os.environ.get("AUM_SCORE_READ_AHEAD", "")
     try:
         return int(float(setting) * (1 << 20)) if setting else WINDOW_BYTES
