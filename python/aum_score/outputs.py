@@ -38,18 +38,7 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
     os.close(fd)
     try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, tmp)
-        elif fmt == "csv":
-            import pyarrow.csv as pacsv
-
-            pacsv.write_csv(table, tmp)
-        else:
-            from pyarrow import feather
-
-            feather.write_feather(table, tmp, compression="uncompressed")
+        _write(table, tmp, fmt)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -60,16 +49,21 @@ def _upload_table(table: pa.Table, url: str, fmt: str) -> None:
     """Serialise in memory (a result has one row per sample), then upload in one piece: an
     object store shows the object only once the upload completes, so no partial result."""
     sink = pa.BufferOutputStream()
+    _write(table, sink, fmt)
+    storage.write_bytes_atomic(url, sink.getvalue().to_pybytes())
+
+
+def _write(table: pa.Table, where: str | pa.NativeFile, fmt: str) -> None:
+    """``table`` in ``fmt`` to a path or an output stream."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(table, sink)
+        pq.write_table(table, where)
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(table, sink)
+        pacsv.write_csv(table, where)
     else:
         from pyarrow import feather
 
-        feather.write_feather(table, sink, compression="uncompressed")
-    storage.write_bytes_atomic(url, sink.getvalue().to_pybytes())
+        feather.write_feather(table, where, compression="uncompressed")
