@@ -238,6 +238,12 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
   };
   hashes_.resize(static_cast<size_t>(n));
   if (table_.empty()) grow();
+  if (size() == 0 && n > 0 && expected_ > n) {
+    // Room for the expected strings at this batch's mean length (and a quarter more): bytes_
+    // would otherwise be copied each time it doubles. Pages never written cost nothing.
+    const double mean = static_cast<double>(offsets[n] - offsets[0]) / static_cast<double>(n);
+    bytes_.reserve(static_cast<size_t>(1.25 * mean * static_cast<double>(expected_)) + 64);
+  }
   threads = n >= (int64_t{1} << 14) ? resolve_threads(threads) : 1;
   if (size() == 0) {  // nothing to find: every string is new
     for (int64_t i = 0; i < n; ++i) {
@@ -279,9 +285,15 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
   misses_.clear();
   for (int64_t i = 0; i < n; ++i)
     if (codes[i] < 0) misses_.push_back(i);
+  // Both lines of the 4-entry window: a new string is placed after the last entry in use from
+  // its home, often in the next line once the table fills.
   constexpr size_t kAhead = 128;
   for (size_t j = 0; j < misses_.size(); ++j) {
-    if (j + kAhead < misses_.size()) prefetch(table_.data() + home(hashes_[static_cast<size_t>(misses_[j + kAhead])]));
+    if (j + kAhead < misses_.size()) {
+      const uint64_t h = home(hashes_[static_cast<size_t>(misses_[j + kAhead])]);
+      prefetch(table_.data() + h);
+      prefetch(table_.data() + ((h + 2) & mask_));
+    }
     const int64_t i = misses_[j];
     // Only a string not seen before is checked: a known one equals a checked one byte for byte.
     if (!valid_utf8(view(i))) throw RowError("sample_id is not valid UTF-8", i);
