@@ -259,6 +259,27 @@ def case_labels_file_missing_column(tmp):
     return ["--labels", lab], ["labels.csv", "label"]
 
 
+def case_repeated_log_column(tmp):
+    base_log(tmp / LOG)
+    t = rows_table(good_rows(), metadata={b"epoch": b"2"})
+    t = t.append_column("label", t.column("label"))  # which 'label' would be meant?
+    write_table(tmp / LOG / "epoch_2.parquet", t, "parquet")
+    return [], ["epoch_2.parquet", "2 columns", "'label'"]
+
+
+def case_repeated_labels_file_column(tmp):
+    r = good_rows()
+    (tmp / LOG).mkdir()
+    write_table(tmp / LOG / "single.arrow", rows_table(r, with_label=False))
+    lab = tmp / "labels.parquet"
+    ids = pa.array(r.sample_ids)
+    t = pa.Table.from_arrays(
+        [ids, ids, pa.array(r.labels)], names=["sample_id", "sample_id", "label"]
+    )
+    write_table(lab, t, "parquet")
+    return ["--labels", lab], ["labels.parquet", "2 columns", "'sample_id'"]
+
+
 def case_labels_file_does_not_exist(tmp):
     base_log(tmp / LOG)
     return ["--labels", tmp / "nope.parquet"], ["nope.parquet"]

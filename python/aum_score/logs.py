@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from . import _core, mapped_files, storage
 from .errors import LogFormatError
+from .tables import refuse_repeated_columns
 
 LOG_EXTENSIONS = (".arrow", ".feather", ".arrows", ".parquet")
 PathLike = Union[str, os.PathLike]
@@ -289,6 +290,7 @@ def open_log_file(path: str, position: int) -> LogFile:
             raise LogFormatError(
                 f"{path}: missing column '{required}' (columns: {', '.join(names) or 'none'})"
             )
+    refuse_repeated_columns(names, path, ("sample_id", "logits", "label", "epoch", *columns))
     id_type = schema.field("sample_id").type
     if pa.types.is_dictionary(id_type):
         id_type = id_type.value_type

@@ -6,6 +6,7 @@ Logit logs have their own streaming reader (:mod:`aum_score.logs`); these tables
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -53,7 +54,7 @@ def read_table(
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(source)
+            table = pq.ParquetFile(source).read()  # (read_table refuses repeated names)
         else:
             table = _read_ipc(source)
         table.validate(full=True)  # hostile files: fail here, not in a compute kernel later
@@ -93,13 +94,26 @@ def _read_ipc(path: str | pa.NativeFile) -> pa.Table:
 def require_columns(
     table: pa.Table, path: str | os.PathLike, *names: str, what: str = "file"
 ) -> None:
-    """Raise :class:`LogFormatError` naming ``path`` and the first of ``names`` missing."""
+    """Raise :class:`LogFormatError` naming ``path`` and the first of ``names`` missing or
+    given more than once."""
     for name in names:
         if name not in table.column_names:
             raise LogFormatError(
                 f"{os.fspath(path)}: {what} has no column '{name}' (columns: "
                 f"{', '.join(table.column_names)})"
             )
+    refuse_repeated_columns(table.column_names, path, names)
+
+
+def refuse_repeated_columns(
+    column_names: list[str], path: str | os.PathLike, names: Iterable[str]
+) -> None:
+    """Raise :class:`LogFormatError` naming ``path`` and the first of ``names`` that is the name
+    of more than one column (which of them would be meant?)."""
+    for name in names:
+        times = column_names.count(name)
+        if times > 1:
+            raise LogFormatError(f"{os.fspath(path)}: {times} columns are named '{name}'")
 
 
 def first_null_row(column: pa.Array | pa.ChunkedArray) -> int | None:
