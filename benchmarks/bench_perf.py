@@ -552,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         Case("c1000-f32", big_n, 1000, big_e),
         Case("c1000-f16", big_n, 1000, big_e, "float16"),
         Case("c1000-bf16", big_n, 1000, big_e, "bfloat16"),
+        Case("c1000-sparse", big_n, 1000, big_e, ids="sparse"),
+        Case("c1000-string", big_n, 1000, big_e, ids="string"),
         Case("c10-f32", small_n, 10, small_e),
         Case("c10-sparse", small_n, 10, small_e, ids="sparse"),
         Case("c10-string", small_n, 10, small_e, ids="string"),
