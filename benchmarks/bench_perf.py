@@ -2,7 +2,7 @@
 """Speed of aum-score against the machine's floors, careful numpy and the `aum` library (issue 4).
 
     python benchmarks/bench_perf.py                 # small logs, a few minutes
-    python benchmarks/bench_perf.py --scale issue   # the issue's sizes (~4 GB of logs)
+    python benchmarks/bench_perf.py --scale issue   # the issue's sizes (~9 GB of logs)
     python benchmarks/bench_perf.py --write         # also update benchmarks/RESULTS.md
 
 One run writes synthetic logit logs (Arrow IPC files of ~8 MB record batches, rows shuffled in
