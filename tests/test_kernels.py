@@ -234,6 +234,48 @@ def test_string_ids_that_differ_in_one_byte_anywhere_get_their_own_codes(expect,
     assert acc.strings_of(np.arange(len(ids))) == list(first_seen)
 
 
+def string_buffers_of(ids):
+    arr = pa.array(ids, pa.string())
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[: len(ids) + 1].copy()
+    return offsets, np.frombuffer(arr.buffers()[2], np.uint8)
+
+
+@pytest.mark.parametrize("hash_mask", [2**64 - 1, 0xFFFF_FFFF])
+def test_string_lookups_on_threads_match_one_thread(hash_mask, rng):
+    """Batches big enough to be interned on several threads (known ids looked up in parallel,
+    in their home line, the next, or beyond their window: 3% of them at the table's load),
+    mixing known and new ids: codes in order of first appearance whatever the thread count.
+    The second mask leaves every entry the same tag, so only the byte compares tell ids apart."""
+    ids = [f"id_{i:06d}_{h:x}" for i, h in enumerate(rng.integers(0, 1 << 30, 60_000))]
+    batches = [rng.permutation(40_000), rng.permutation(60_000), rng.permutation(60_000)]
+    results = []
+    for threads in (1, 2, 3):
+        acc = _core.Accumulator(3, True)
+        acc._weaken_string_hash(hash_mask)
+        first_seen, codes = {}, []
+        for batch in batches:
+            order = [ids[i] for i in batch]
+            codes.append(acc.intern(*string_buffers_of(order), threads=threads).tolist())
+            for s in order:
+                first_seen.setdefault(s, len(first_seen))
+            assert codes[-1] == [first_seen[s] for s in order]
+        results.append(codes)
+    assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_corrupt_string_offsets_name_the_first_bad_row(threads):
+    """Offsets are checked before any string is read, each thread its own rows: the error names
+    the first bad row of the batch, wherever the threads split it."""
+    offsets, data = string_buffers_of([f"s{i}" for i in range(40_000)])
+    offsets[30_000] = len(data) + 5  # past the data: rows 29,999 and 30,000 are bad
+    offsets[35_000] = -1
+    acc = _core.Accumulator(3, True)
+    with pytest.raises(ValueError, match="corrupt") as err:
+        acc.intern(offsets, data, threads=threads)
+    assert err.value.args[1] == 29_999
+
+
 @pytest.mark.parametrize("kind", ["dense", "sparse", "offset", "string"])
 @pytest.mark.parametrize("direct_table", [-1, 0, 1 << 20])
 def test_accumulator_matches_reference(kind, direct_table, rng):

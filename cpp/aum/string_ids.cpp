@@ -1,7 +1,9 @@
 #include "aum/string_ids.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "aum/errors.hpp"
 #include "aum/parallel.hpp"
@@ -10,20 +12,33 @@
 namespace aum {
 
 // 8 bytes a step, multiply-mixed, splitmix64 finaliser: fast on short ids, well spread for
-// ids that share long prefixes ("img_000123").
+// ids that share long prefixes ("img_000123"). Loads of a fixed size only (a copy of the last
+// few bytes with a variable length was a call, a fifth of a lookup): the last word is the
+// string's last 8 bytes, overlapping the one before it, and shorter strings are read as two
+// overlapping halves or three single bytes. Given the length, which is mixed in first, the
+// words still determine the string.
 uint64_t StringIds::hash_of(const char* p, size_t n) {
   constexpr uint64_t kMul = 0x9e3779b97f4a7c15ULL;
   uint64_t h = 0x243f6a8885a308d3ULL ^ (n * kMul);
-  for (; n >= 8; n -= 8, p += 8) {
+  auto mix = [&](uint64_t w) { h = (h ^ w) * kMul; };
+  if (n >= 8) {
+    const char* last = p + n - 8;
     uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * kMul;
-    h ^= h >> 29;
-  }
-  if (n > 0) {
-    uint64_t w = 0;
-    std::memcpy(&w, p, n);
-    h = (h ^ w) * kMul;
+    for (; p < last; p += 8) {
+      std::memcpy(&w, p, 8);
+      mix(w);
+      h ^= h >> 29;
+    }
+    std::memcpy(&w, last, 8);
+    mix(w);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    mix(a | (uint64_t{b} << 32));
+  } else if (n > 0) {
+    const auto* u = reinterpret_cast<const unsigned char*>(p);
+    mix(u[0] | (uint64_t{u[n / 2]} << 8) | (uint64_t{u[n - 1]} << 16));
   }
   h ^= h >> 30;
   h *= 0xbf58476d1ce4e5b9ULL;
@@ -182,12 +197,10 @@ void StringIds::grow() {  // load factor at most 1/2
   }
 }
 
-int64_t StringIds::candidate(uint64_t hash, size_t length) const {
-  const uint64_t i = home(hash);
+int64_t StringIds::candidate(uint64_t line, uint64_t hash, size_t length) const {
   const auto tag = static_cast<uint32_t>(hash >> 32);
   int64_t found = -1;
-  for (uint64_t k = 0; k < 4; ++k) {
-    const uint64_t j = (i + k) & mask_;
+  for (uint64_t j = line; j < line + 2; ++j) {
     const Entry& e = table_[j];
     const int64_t match = -static_cast<int64_t>(e.tag == tag && e.code >= 0 && e.length == length);
     found = (static_cast<int64_t>(j) & match) | (found & ~match);
@@ -195,14 +208,17 @@ int64_t StringIds::candidate(uint64_t hash, size_t length) const {
   return found;
 }
 
-int64_t StringIds::find_or_add(std::string_view s, uint64_t hash) {
-  if (2 * (static_cast<size_t>(size()) + 1) > table_.size()) grow();
+int64_t StringIds::find(std::string_view s, uint64_t hash) const {
   const auto tag = static_cast<uint32_t>(hash >> 32);
-  for (uint64_t i = home(hash);; i = (i + 1) & mask_) {
+  for (uint64_t i = home(hash);; i = (i + 1) & mask_) {  // (the table is never full)
     const Entry& e = table_[i];
-    if (e.code < 0) break;
+    if (e.code < 0) return -1;
     if (e.holds(s, tag, bytes_.data())) return e.code;
   }
+}
+
+int64_t StringIds::add(std::string_view s, uint64_t hash) {
+  if (2 * (static_cast<size_t>(size()) + 1) > table_.size()) grow();
   const int64_t code = size();
   if (code >= INT32_MAX) throw std::length_error("more than 2^31 - 1 distinct string sample ids");
   if (s.size() > UINT32_MAX) throw std::length_error("a string sample id of 4 GB or more");
@@ -214,79 +230,130 @@ int64_t StringIds::find_or_add(std::string_view s, uint64_t hash) {
   return code;
 }
 
-int64_t StringIds::intern_one(std::string_view s) { return find_or_add(s, hash(s)); }
+int64_t StringIds::intern_one(std::string_view s) {
+  const uint64_t h = hash(s);
+  if (table_.empty()) grow();
+  const int64_t code = find(s, h);
+  return code >= 0 ? code : add(s, h);
+}
 
 void StringIds::weaken_hash(uint64_t mask) {
   if (size() > 0) throw std::logic_error("weaken_hash: strings were already interned");
   hash_mask_ = mask;
 }
 
-// Known strings are looked up in parallel (reading the table only). What is not found that way
-// (new strings, the few outside their window) is then added in row order on one thread, so
-// codes stay in order of first appearance.
+// Known strings are looked up in parallel (reading the table only), each thread its own rows,
+// after checking their offsets. What is not found that way, new strings, is then added in row
+// order on one thread, so codes stay in order of first appearance.
 template <typename Offset>
 void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64_t data_size,
                        int64_t* codes, int threads) {
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t begin = static_cast<int64_t>(offsets[i]);
-    const int64_t end = static_cast<int64_t>(offsets[i + 1]);
-    if (begin < 0 || end < begin || end > data_size)
-      throw RowError("string offsets are corrupt", i);
-  }
   auto view = [&](int64_t i) {
     return std::string_view(data + offsets[i], static_cast<size_t>(offsets[i + 1] - offsets[i]));
   };
   hashes_.resize(static_cast<size_t>(n));
+  misses_.resize(static_cast<size_t>(n));
   if (table_.empty()) grow();
+  threads = n >= (int64_t{1} << 14) ? resolve_threads(threads) : 1;
+  // Per thread: its first corrupt row (n: none), how many misses it found, where its rows start.
+  const auto team = static_cast<size_t>(threads);
+  std::vector<int64_t> first_bad(team, n), found(team, 0), starts(team, -1);
+  const bool known_ones = size() > 0;  // else every string is new: nothing to look up
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_index();
+    const int64_t begin = n * t / team_size(), end = n * (t + 1) / team_size();
+    starts[static_cast<size_t>(t)] = begin;
+    // A thread reads only the strings of its own rows, once it has checked their offsets.
+    int64_t bad = end;
+    for (int64_t i = begin; i < end && bad == end; ++i) {
+      const auto from = static_cast<int64_t>(offsets[i]), to = static_cast<int64_t>(offsets[i + 1]);
+      if (from < 0 || to < from || to > data_size) bad = i;
+    }
+    if (bad < end) {
+      first_bad[static_cast<size_t>(t)] = bad;
+    } else {
+      for (int64_t i = begin; i < end; ++i) hashes_[static_cast<size_t>(i)] = hash(view(i));
+      if (known_ones) {
+        // Three stages a row: kAhead rows ahead its home line is prefetched; kHalf rows ahead
+        // its candidate entry is picked there and, for a string longer than an entry holds, the
+        // rest of the candidate's bytes prefetched; then the string is compared. A string not
+        // in its home line can only be in the next one if the home line is full: that line is
+        // then prefetched at the pick and searched at the compare (prefetching both lines for
+        // every string, when the second is rarely needed, measured 5-10% slower).
+        constexpr int64_t kAhead = 64, kHalf = 32;
+        constexpr int64_t kNextLine = -2;
+        int64_t ring[kHalf];
+        auto pick = [&](int64_t i) {
+          const uint64_t hash = hashes_[static_cast<size_t>(i)], line = home(hash);
+          const int64_t e = candidate(line, hash, view(i).size());
+          if (e < 0) {
+            if (table_[line].code < 0 || table_[line + 1].code < 0) return int64_t{-1};
+            prefetch(table_.data() + ((line + 2) & mask_));
+            return kNextLine;
+          }
+          if (table_[static_cast<size_t>(e)].length > kInline)
+            prefetch(bytes_.data() + table_[static_cast<size_t>(e)].offset() + kHead);
+          return e;
+        };
+        for (int64_t i = begin; i < end && i < begin + kHalf; ++i) ring[i % kHalf] = pick(i);
+        for (int64_t i = begin; i < end; ++i) {
+          if (i + kAhead < end) prefetch(table_.data() + home(hashes_[static_cast<size_t>(i + kAhead)]));
+          int64_t mine = ring[i % kHalf];
+          if (i + kHalf < end) ring[i % kHalf] = pick(i + kHalf);
+          const uint64_t hash = hashes_[static_cast<size_t>(i)];
+          if (mine == kNextLine) mine = candidate((home(hash) + 2) & mask_, hash, view(i).size());
+          const Entry* e = mine >= 0 ? &table_[static_cast<size_t>(mine)] : nullptr;
+          codes[i] = e && e->holds(view(i), static_cast<uint32_t>(hash >> 32), bytes_.data()) ? e->code : -1;
+        }
+      }
+      // This thread's misses, at the start of its range of misses_ (joined below).
+      int64_t k = begin;
+      for (int64_t i = begin; i < end; ++i) {
+        misses_[static_cast<size_t>(k)] = i;
+        k += !known_ones || codes[i] < 0;
+      }
+      if (known_ones && (k - begin) * 8 <= end - begin) {
+        // Known strings beyond their window (3% at the table's final load) are found here, in
+        // parallel, their next lines prefetched; what is left is new. (Not when most strings
+        // were not found, as in a first epoch: they are new, and probing for them again here
+        // measured slower.)
+        constexpr int64_t kAhead = 16;
+        const int64_t last = k;
+        k = begin;
+        for (int64_t j = begin; j < last; ++j) {
+          if (j + kAhead < last) {
+            const auto ahead = static_cast<size_t>(misses_[static_cast<size_t>(j + kAhead)]);
+            const uint64_t h = home(hashes_[ahead]);
+            for (uint64_t line = 0; line < 6; line += 2) prefetch(table_.data() + ((h + line) & mask_));
+          }
+          const int64_t i = misses_[static_cast<size_t>(j)];
+          codes[i] = find(view(i), hashes_[static_cast<size_t>(i)]);
+          misses_[static_cast<size_t>(k)] = i;
+          k += codes[i] < 0;
+        }
+      }
+      found[static_cast<size_t>(t)] = k - begin;
+    }
+  }
+  for (size_t t = 0; t < team; ++t)
+    if (first_bad[t] < n) throw RowError("string offsets are corrupt", first_bad[t]);
+  int64_t missed = 0;  // the misses in row order, at the start of misses_
+  for (size_t t = 0; t < team; ++t) {
+    if (starts[t] < 0) continue;  // (a smaller team than asked for)
+    std::copy_n(misses_.begin() + starts[t], found[t], misses_.begin() + missed);
+    missed += found[t];
+  }
+  misses_.resize(static_cast<size_t>(missed));
   if (size() == 0 && n > 0 && expected_ > n) {
     // Room for the expected strings at this batch's mean length (and a quarter more): bytes_
     // would otherwise be copied each time it doubles. Pages never written cost nothing.
     const double mean = static_cast<double>(offsets[n] - offsets[0]) / static_cast<double>(n);
     bytes_.reserve(static_cast<size_t>(1.25 * mean * static_cast<double>(expected_)) + 64);
   }
-  threads = n >= (int64_t{1} << 14) ? resolve_threads(threads) : 1;
-  if (size() == 0) {  // nothing to find: every string is new
-    for (int64_t i = 0; i < n; ++i) {
-      hashes_[static_cast<size_t>(i)] = hash(view(i));
-      codes[i] = -1;
-    }
-  } else
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
-    for (int64_t i = begin; i < end; ++i)
-      hashes_[static_cast<size_t>(i)] = hash(view(i));
-    // Three stages a row: kAhead rows ahead its home lines are prefetched; kHalf rows ahead its
-    // candidate entry is picked and, for a string longer than an entry holds, the rest of the
-    // candidate's bytes prefetched; then the string is compared.
-    constexpr int64_t kAhead = 64, kHalf = 32;
-    int64_t ring[kHalf];
-    auto pick = [&](int64_t i) {
-      const int64_t e = candidate(hashes_[static_cast<size_t>(i)], view(i).size());
-      if (e >= 0 && table_[static_cast<size_t>(e)].length > kInline)
-        prefetch(bytes_.data() + table_[static_cast<size_t>(e)].offset() + kHead);
-      return e;
-    };
-    for (int64_t i = begin; i < end && i < begin + kHalf; ++i) ring[i % kHalf] = pick(i);
-    for (int64_t i = begin; i < end; ++i) {
-      if (i + kAhead < end) {
-        const uint64_t h = home(hashes_[static_cast<size_t>(i + kAhead)]);
-        prefetch(table_.data() + h);
-        prefetch(table_.data() + ((h + 2) & mask_));
-      }
-      const int64_t mine = ring[i % kHalf];
-      if (i + kHalf < end) ring[i % kHalf] = pick(i + kHalf);
-      const uint64_t hash = hashes_[static_cast<size_t>(i)];
-      const Entry* e = mine >= 0 ? &table_[static_cast<size_t>(mine)] : nullptr;
-      codes[i] = e && e->holds(view(i), static_cast<uint32_t>(hash >> 32), bytes_.data()) ? e->code : -1;
-    }
-  }
-  // The misses (all rows of a first epoch), with their home lines prefetched a few misses ahead.
-  misses_.clear();
-  for (int64_t i = 0; i < n; ++i)
-    if (codes[i] < 0) misses_.push_back(i);
-  // Both lines of the 4-entry window: a new string is placed after the last entry in use from
-  // its home, often in the next line once the table fills.
+  // The new strings (and those a string new in this batch repeats) in row order, both lines of
+  // their window prefetched some misses ahead: a new string goes after the last entry in use
+  // from its home, often in the next line once the table fills.
   constexpr size_t kAhead = 128;
   for (size_t j = 0; j < misses_.size(); ++j) {
     if (j + kAhead < misses_.size()) {
@@ -295,9 +362,12 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
       prefetch(table_.data() + ((h + 2) & mask_));
     }
     const int64_t i = misses_[j];
+    const uint64_t hash = hashes_[static_cast<size_t>(i)];
+    codes[i] = find(view(i), hash);
+    if (codes[i] >= 0) continue;
     // Only a string not seen before is checked: a known one equals a checked one byte for byte.
     if (!valid_utf8(view(i))) throw RowError("sample_id is not valid UTF-8", i);
-    codes[i] = find_or_add(view(i), hashes_[static_cast<size_t>(i)]);
+    codes[i] = add(view(i), hash);
   }
 }
 

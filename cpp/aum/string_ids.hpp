@@ -56,10 +56,11 @@ class StringIds {
   static uint64_t hash_of(const char* p, size_t n);
   uint64_t hash(std::string_view s) const { return hash_of(s.data(), s.size()) & hash_mask_; }
   uint64_t home(uint64_t hash) const { return hash & mask_ & ~uint64_t{1}; }
-  // The entry among the 4 from the home of `hash` whose tag and length match, or -1: no
-  // data-dependent branch. Usually the string itself, checked by the caller.
-  int64_t candidate(uint64_t hash, size_t length) const;
-  int64_t find_or_add(std::string_view s, uint64_t hash);
+  // The entry of the line that starts at entry `line` whose tag and length match `hash` and
+  // `length`, or -1: no data-dependent branch. Usually the string itself, checked by the caller.
+  int64_t candidate(uint64_t line, uint64_t hash, size_t length) const;
+  int64_t find(std::string_view s, uint64_t hash) const;  // its code, or -1
+  int64_t add(std::string_view s, uint64_t hash);         // a string not in the table
   void place(int64_t code, std::string_view s, uint64_t hash);
   void grow();
 
