@@ -243,10 +243,15 @@ def string_buffers_of(ids):
 @pytest.mark.parametrize("hash_mask", [2**64 - 1, 0xFFFF_FFFF])
 def test_string_lookups_on_threads_match_one_thread(hash_mask, rng):
     """Batches big enough to be interned on several threads (known ids looked up in parallel,
-    in their home line, the next, or beyond their window: 3% of them at the table's load),
+    in their home line, the next, or beyond their window: 3% of them at the table's load; short
+    and long ids),
     mixing known and new ids: codes in order of first appearance whatever the thread count.
     The second mask leaves every entry the same tag, so only the byte compares tell ids apart."""
-    ids = [f"id_{i:06d}_{h:x}" for i, h in enumerate(rng.integers(0, 1 << 30, 60_000))]
+    # Short ids (held whole in their entry) and long ones (their first bytes, then the rest).
+    ids = [
+        f"id_{i:06d}_{h:x}" + ("/long/path/to/an/image/file" * (i % 3)) + f"_{i}"
+        for i, h in enumerate(rng.integers(0, 1 << 30, 60_000))
+    ]
     batches = [rng.permutation(40_000), rng.permutation(60_000), rng.permutation(60_000)]
     results = []
     for threads in (1, 2, 3):
