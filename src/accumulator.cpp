@@ -141,11 +141,14 @@ void register_accumulator(py::module_& m) {
           py::arg("mask"), "Tests only: keep only these bits of string hashes (ids collide).")
       .def(
           "string_buffers",
-          [](const aum::Accumulator& self, const Int64Array& keys) {
+          [](const aum::Accumulator& self, const Int64Array& keys, int threads) {
             // int32 offsets (Arrow's string) when the bytes allow, else int64 (large_string).
             const int64_t n = keys.size();
             std::vector<int64_t> lengths(static_cast<size_t>(n));
-            self.strings().lengths_of(keys.data(), n, lengths.data());
+            {
+              py::gil_scoped_release release;
+              self.strings().lengths_of(keys.data(), n, lengths.data(), threads);
+            }
             int64_t total = 0;
             for (int64_t length : lengths) total += length;
             auto offsets_of = [&](auto zero) {
@@ -157,11 +160,14 @@ void register_accumulator(py::module_& m) {
             };
             py::object offsets = total < INT32_MAX ? offsets_of(int32_t{0}) : offsets_of(int64_t{0});
             py::array_t<uint8_t> data(total);
-            self.strings().copy_out(keys.data(), n, lengths.data(),
-                                    reinterpret_cast<char*>(data.mutable_data()));
+            {
+              py::gil_scoped_release release;
+              self.strings().copy_out(keys.data(), n, lengths.data(),
+                                      reinterpret_cast<char*>(data.mutable_data()), threads);
+            }
             return py::make_tuple(offsets, data);
           },
-          py::arg("keys"),
+          py::arg("keys"), py::arg("threads") = 0,
           "The string ids of the given codes as Arrow string buffers (offsets[n + 1], int32 "
           "when the bytes allow, else int64 for large_string; bytes): build the column with "
           "from_buffers.")

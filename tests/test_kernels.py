@@ -269,6 +269,21 @@ def test_string_lookups_on_threads_match_one_thread(hash_mask, rng):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
+def test_string_buffers_on_threads(threads, rng):
+    """The string ids of codes in any order, as Arrow buffers, copied out on threads: the same
+    strings, back to back."""
+    ids = [f"s{i}" + "x" * (i % 40) for i in range(70_000)]
+    acc = _core.Accumulator(3, True)
+    acc.intern(*string_buffers_of(ids))
+    codes = rng.permutation(len(ids))
+    offsets, data = acc.string_buffers(codes, threads)
+    got = pa.StringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data))
+    assert got.to_pylist() == [ids[c] for c in codes]
+    with pytest.raises(IndexError):
+        acc.string_buffers(np.array([len(ids)]), threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
 def test_corrupt_string_offsets_name_the_first_bad_row(threads):
     """Offsets are checked before any string is read, each thread its own rows: the error names
     the first bad row of the batch, wherever the threads split it."""

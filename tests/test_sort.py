@@ -37,3 +37,30 @@ def test_stable_argsort_on_threads(threads, rng):
     np.testing.assert_array_equal(
         _core.stable_argsort(narrow, threads), np.argsort(narrow, kind="stable")
     )
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n", [0, 5, 100_003])
+def test_take_equals_numpy(threads, n, rng):
+    """The result's columns put in its order: values[order] for int64 and float64 values, on
+    threads for a large table (and an order with repeats and one shorter than the values)."""
+    order = rng.permutation(n)
+    if n:
+        order = np.concatenate([order, order[: n // 3]])
+    floats, ints = rng.standard_normal(n), rng.integers(-(2**62), 2**62, n)
+    for values in (floats, ints):
+        taken = _core.take(values, order, threads)
+        assert taken.dtype == values.dtype
+        np.testing.assert_array_equal(taken, values[order])
+    np.testing.assert_array_equal(
+        _core.take(floats, order[: n // 2], threads), floats[order[: n // 2]]
+    )
+
+
+def test_take_refuses_bad_input():
+    with pytest.raises(IndexError):
+        _core.take(np.arange(5.0), np.array([0, 5]))
+    with pytest.raises(IndexError):
+        _core.take(np.arange(5.0), np.array([-1]))
+    with pytest.raises(ValueError, match="int64 or float64"):
+        _core.take(np.arange(5, dtype=np.int32), np.array([0]))

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
 #include "aum/memory.hpp"
 #include "aum/parallel.hpp"
+#include "aum/prefetch.hpp"
 
 namespace aum {
 namespace {
@@ -97,6 +99,25 @@ void stable_argsort(const double* values, int64_t n, int64_t* order, int threads
   }
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t i = 0; i < n; ++i) order[i] = items[i].index;
+}
+
+void take(const uint64_t* values, int64_t size, const int64_t* order, int64_t n, uint64_t* out,
+          int threads) {
+  int64_t bad = 0;
+  const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  (void)team;  // unused without OpenMP
+#pragma omp parallel for num_threads(team) schedule(static) reduction(+ : bad)
+  for (int64_t i = 0; i < n; ++i) bad += static_cast<uint64_t>(order[i]) >= static_cast<uint64_t>(size);
+  if (bad > 0) throw std::out_of_range("take: an index is outside the values");
+  constexpr int64_t kAhead = 64;
+#pragma omp parallel num_threads(team)
+  {
+    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + kAhead < end) prefetch(values + order[i + kAhead]);
+      out[i] = values[order[i]];
+    }
+  }
 }
 
 }  // namespace aum

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 #include <vector>
 
@@ -153,26 +154,45 @@ void StringIds::place(int64_t code, std::string_view s, uint64_t hash) {
 }
 
 // Codes come in any order (the result's is by AUM): starts_ and bytes_ are read at random, so
-// both are prefetched some rows ahead.
-void StringIds::lengths_of(const int64_t* codes, int64_t n, int64_t* lengths) const {
+// both are prefetched some rows ahead, and the rows are split between threads.
+void StringIds::lengths_of(const int64_t* codes, int64_t n, int64_t* lengths, int threads) const {
   for (int64_t i = 0; i < n; ++i)
     if (codes[i] < 0 || codes[i] >= size()) throw std::out_of_range("unknown string id code");
   constexpr int64_t kAhead = 64;
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) prefetch(starts_.data() + codes[i + kAhead]);
-    const auto c = static_cast<size_t>(codes[i]);
-    lengths[i] = starts_[c + 1] - starts_[c];
+  const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  (void)team;  // unused without OpenMP
+#pragma omp parallel num_threads(team)
+  {
+    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + kAhead < end) prefetch(starts_.data() + codes[i + kAhead]);
+      const auto c = static_cast<size_t>(codes[i]);
+      lengths[i] = starts_[c + 1] - starts_[c];
+    }
   }
 }
 
-void StringIds::copy_out(const int64_t* codes, int64_t n, const int64_t* lengths, char* data) const {
+void StringIds::copy_out(const int64_t* codes, int64_t n, const int64_t* lengths, char* data,
+                         int threads) const {
   constexpr int64_t kAhead = 32;
-  for (int64_t i = 0; i < n && i < kAhead; ++i) prefetch(starts_.data() + codes[i]);
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + 2 * kAhead < n) prefetch(starts_.data() + codes[i + 2 * kAhead]);
-    if (i + kAhead < n) prefetch(bytes_.data() + starts_[static_cast<size_t>(codes[i + kAhead])]);
-    std::memcpy(data, bytes_.data() + starts_[static_cast<size_t>(codes[i])], static_cast<size_t>(lengths[i]));
-    data += lengths[i];
+  const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  std::vector<int64_t> at(static_cast<size_t>(team) + 1, 0);  // where each thread's rows go
+  for (int t = 0; t < team; ++t) {
+    const int64_t begin = n * t / team, end = n * (t + 1) / team;
+    at[static_cast<size_t>(t) + 1] = std::accumulate(lengths + begin, lengths + end, at[static_cast<size_t>(t)]);
+  }
+  // (OpenMP may give fewer threads than asked for: a thread then takes several ranges.)
+#pragma omp parallel num_threads(team)
+  for (int t = thread_index(); t < team; t += team_size()) {
+    const int64_t begin = n * t / team, end = n * (t + 1) / team;
+    char* out = data + at[static_cast<size_t>(t)];
+    for (int64_t i = begin; i < end && i < begin + kAhead; ++i) prefetch(starts_.data() + codes[i]);
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + 2 * kAhead < end) prefetch(starts_.data() + codes[i + 2 * kAhead]);
+      if (i + kAhead < end) prefetch(bytes_.data() + starts_[static_cast<size_t>(codes[i + kAhead])]);
+      std::memcpy(out, bytes_.data() + starts_[static_cast<size_t>(codes[i])], static_cast<size_t>(lengths[i]));
+      out += lengths[i];
+    }
   }
 }
 

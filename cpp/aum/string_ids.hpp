@@ -32,9 +32,11 @@ class StringIds {
   std::string_view at(int64_t code) const;
   int64_t size() const { return static_cast<int64_t>(starts_.size()) - 1; }
   // The strings of n codes back to back, as Arrow lays them out: lengths_of fills lengths[n]
-  // (and checks the codes), copy_out then writes the bytes (data holds the lengths' sum).
-  void lengths_of(const int64_t* codes, int64_t n, int64_t* lengths) const;
-  void copy_out(const int64_t* codes, int64_t n, const int64_t* lengths, char* data) const;
+  // (and checks the codes), copy_out then writes the bytes (data holds the lengths' sum). Both
+  // on `threads` threads (0: all) when n is large.
+  void lengths_of(const int64_t* codes, int64_t n, int64_t* lengths, int threads = 0) const;
+  void copy_out(const int64_t* codes, int64_t n, const int64_t* lengths, char* data,
+                int threads = 0) const;
   size_t bytes() const { return bytes_.size(); }
 
  private:

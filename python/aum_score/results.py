@@ -87,7 +87,7 @@ def build_result(
     # The rows in result order first (= np.argsort(aum, kind="stable"), by radix sort): every
     # column below is then computed in that order, without a gather of its own.
     order = _core.stable_argsort(aum, threads)
-    keys, labels, counts, aum = keys[order], labels[order], counts[order], aum[order]
+    keys, labels, counts, aum = (_core.take(a, order, threads) for a in (keys, labels, counts, aum))
     is_threshold = (
         labels == threshold_class if threshold_class is not None else np.zeros(len(aum), bool)
     )
@@ -103,7 +103,7 @@ def build_result(
     # Null where undefined: no threshold samples at all, or the sample is one.
     undefined = is_threshold | (len(run_threshold_aums) == 0)
     ids = (
-        string_array(*accumulator.string_buffers(keys))
+        string_array(*accumulator.string_buffers(keys, threads))
         if accumulator.string_ids
         else pa.array(keys, pa.int64())
     )
