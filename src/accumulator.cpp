@@ -191,7 +191,7 @@ void register_accumulator(py::module_& m) {
                   })
       .def(
           "arrays",
-          [](const aum::Accumulator& self) {
+          [](const aum::Accumulator& self, int threads) {
             const auto& keys = self.keys();
             const auto n = static_cast<py::ssize_t>(keys.size());
             py::array_t<int64_t> labels(n), counts(n);
@@ -199,9 +199,13 @@ void register_accumulator(py::module_& m) {
             int64_t* l = labels.mutable_data();
             int64_t* c = counts.mutable_data();
             double* s = sums.mutable_data();
-            self.gather(l, s, c);
+            {
+              py::gil_scoped_release release;
+              self.gather(l, s, c, threads);
+            }
             return py::make_tuple(to_numpy(self.keys()), labels, sums, counts);
           },
+          py::arg("threads") = 0,
           "(keys, labels, sums, counts) of every sample slot, in order of first appearance.")
       .def(
           "epoch_tallies",

@@ -90,24 +90,30 @@ SampleState Accumulator::state(int64_t key) const {
   return SampleState{wide(s->label), s->sum, s->count};
 }
 
-void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts) const {
-  // The refs of all samples first (one lookup pass), then the slots with prefetching: samples
-  // come in order of first appearance, which is random order in the slots.
-  // With every id direct (ids 0..N-1, string codes) the keys are the refs.
+void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int threads) const {
+  // The refs of each thread's samples first (one lookup pass), then their slots with
+  // prefetching: samples come in order of first appearance, which is random order in the
+  // slots. With every id direct (ids 0..N-1, string codes) the keys are the refs.
   const int64_t n = num_slots();
-  std::vector<int64_t> looked_up;
-  const int64_t* refs = order_.data();
-  if (!table_.all_direct()) {
-    looked_up.resize(static_cast<size_t>(n));
-    table_.refs_of(order_.data(), n, looked_up.data());
-    refs = looked_up.data();
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) table_.prefetch_ref(refs[i + kAhead]);
-    const Slot* s = table_.at(refs[i]);
-    labels[i] = wide(s->label);
-    sums[i] = s->sum;
-    counts[i] = s->count;
+  const bool direct = table_.all_direct();
+  std::vector<int64_t> looked_up(direct ? 0 : static_cast<size_t>(n));
+  const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
+  (void)team;  // unused without OpenMP
+#pragma omp parallel num_threads(team)
+  {
+    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
+    const int64_t* refs = order_.data();
+    if (!direct) {
+      table_.refs_of(order_.data() + begin, end - begin, looked_up.data() + begin);
+      refs = looked_up.data();
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + kAhead < end) table_.prefetch_ref(refs[i + kAhead]);
+      const Slot* s = table_.at(refs[i]);
+      labels[i] = wide(s->label);
+      sums[i] = s->sum;
+      counts[i] = s->count;
+    }
   }
 }
 

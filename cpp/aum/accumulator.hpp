@@ -93,8 +93,9 @@ class Accumulator {
   // Sample ids (or string codes) in order of first appearance; state() gives their state.
   const std::vector<int64_t>& keys() const { return order_; }
   SampleState state(int64_t key) const;
-  // Every sample's label (kNoLabel if unknown), sum and count, in the order of keys().
-  void gather(int64_t* labels, double* sums, int64_t* counts) const;
+  // Every sample's label (kNoLabel if unknown), sum and count, in the order of keys(), on
+  // `threads` threads (0: all) for many samples.
+  void gather(int64_t* labels, double* sums, int64_t* counts, int threads = 0) const;
   const std::map<int64_t, EpochTally>& epoch_tallies() const { return tallies_; }
   const SampleTable& table() const { return table_; }
   StringIds& strings() { return strings_; }

@@ -69,6 +69,7 @@ class Accumulator:
     def from_bytes(data: bytes) -> Accumulator: ...
     def arrays(
         self,
+        threads: int = 0,
     ) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]
     ]: ...

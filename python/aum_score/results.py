@@ -79,7 +79,7 @@ def build_result(
 
     ``run_threshold_aums``: when the accumulator is one shard of a distributed run, the whole
     run's threshold-sample AUMs, from which the cut-off, flags and flag rates are computed."""
-    keys, labels, sums, counts = accumulator.arrays()
+    keys, labels, sums, counts = accumulator.arrays(threads)
     scored = counts > 0  # samples only named in a labels file have no margins
     if not scored.all():
         keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
