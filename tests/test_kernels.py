@@ -574,3 +574,18 @@ def test_floors():
     assert sums.tolist() == [4.0, 2.0, 0.0, 4.0] and counts.tolist() == [1, 1, 0, 2]
     with pytest.raises(ValueError):
         _core.scatter_floor(np.array([4]), np.array([1.0]), sums, counts)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_arrays_on_threads_equal_one_thread(kind, rng):
+    """Enough samples for the gather to run on threads (sparse ids also look up their slots
+    there): the same arrays, in order of first appearance."""
+    n = 100_000
+    ids = rng.permutation(n) if kind == "dense" else rng.integers(-(2**62), 2**62, n)
+    acc = _core.Accumulator(3, False)
+    acc.add(rng.standard_normal((n, 3)).astype(np.float32), rng.integers(0, 3, n), ids)
+    one = acc.arrays(1)
+    np.testing.assert_array_equal(one[0], ids)
+    for threads in (2, 3):
+        for a, b in zip(acc.arrays(threads), one):
+            np.testing.assert_array_equal(a, b)
