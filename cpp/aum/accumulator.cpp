@@ -101,7 +101,7 @@ void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int thr
   (void)team;  // unused without OpenMP
 #pragma omp parallel num_threads(team)
   {
-    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
+    const auto [begin, end] = my_rows(n);
     const int64_t* refs = order_.data();
     if (!direct) {
       table_.refs_of(order_.data() + begin, end - begin, looked_up.data() + begin);

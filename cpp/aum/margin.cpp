@@ -51,8 +51,7 @@ int64_t compute_margins(const LogitBlock& b, const int64_t* labels, double* marg
   int64_t bad = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : bad)
   {
-    const int t = thread_index(), n = team_size();
-    const int64_t begin = b.rows * t / n, end = b.rows * (t + 1) / n;
+    const auto [begin, end] = my_rows(b.rows);
     bad += rows_of(b, labels, begin, end, margins);
   }
   return bad;

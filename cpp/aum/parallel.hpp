@@ -1,5 +1,6 @@
 // OpenMP is optional: without it everything runs on one thread.
 #pragma once
+#include <cstdint>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -37,6 +38,16 @@ inline int team_size() {
 #else
   return 1;
 #endif
+}
+
+// Inside a parallel region: this thread's contiguous share [begin, end) of n rows (shares in
+// thread order cover [0, n) in row order).
+struct RowRange {
+  int64_t begin, end;
+};
+inline RowRange my_rows(int64_t n) {
+  const int64_t t = thread_index(), team = team_size();
+  return {n * t / team, n * (t + 1) / team};
 }
 
 // 0 or less means "all the threads OpenMP would use"; without OpenMP always 1.

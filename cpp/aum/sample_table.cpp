@@ -54,8 +54,7 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
   (void)team;  // unused without OpenMP
 #pragma omp parallel num_threads(team)
   {
-    const int64_t begin = rows * thread_index() / team_size();
-    const int64_t end = rows * (thread_index() + 1) / team_size();
+    const auto [begin, end] = my_rows(rows);
     for (int64_t r = begin; r < end; ++r) {
       if (r + kAhead < end) prefetch_code(keys[r + kAhead]);
       const int64_t k = keys[r];

@@ -112,7 +112,7 @@ void take(const uint64_t* values, int64_t size, const int64_t* order, int64_t n,
   constexpr int64_t kAhead = 64;
 #pragma omp parallel num_threads(team)
   {
-    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
+    const auto [begin, end] = my_rows(n);
     for (int64_t i = begin; i < end; ++i) {
       if (i + kAhead < end) prefetch(values + order[i + kAhead]);
       out[i] = values[order[i]];

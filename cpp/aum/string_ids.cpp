@@ -163,7 +163,7 @@ void StringIds::lengths_of(const int64_t* codes, int64_t n, int64_t* lengths, in
   (void)team;  // unused without OpenMP
 #pragma omp parallel num_threads(team)
   {
-    const int64_t begin = n * thread_index() / team_size(), end = n * (thread_index() + 1) / team_size();
+    const auto [begin, end] = my_rows(n);
     for (int64_t i = begin; i < end; ++i) {
       if (i + kAhead < end) prefetch(starts_.data() + codes[i + kAhead]);
       const auto c = static_cast<size_t>(codes[i]);
@@ -262,6 +262,75 @@ void StringIds::weaken_hash(uint64_t mask) {
   hash_mask_ = mask;
 }
 
+// The codes of rows [begin, end) whose strings are in the table, -1 for the others (a
+// thread's share of a batch; reads the table only).
+template <typename View>
+void StringIds::look_up(const View& view, int64_t begin, int64_t end, int64_t* codes) const {
+  // Three stages a row: kAhead rows ahead its home line is prefetched; kHalf rows ahead its
+  // candidate entry is picked there and, for a string longer than an entry holds, the rest of
+  // the candidate's bytes prefetched; then the string is compared. A string not in its home
+  // line can only be in the next one if the home line is full: that line is then prefetched at
+  // the pick and searched at the compare (prefetching both lines for every string, when the
+  // second is rarely needed, measured 5-10% slower).
+  constexpr int64_t kAhead = 64, kHalf = 32;
+  constexpr int64_t kNextLine = -2;
+  int64_t ring[kHalf];
+  auto pick = [&](int64_t i) {
+    const uint64_t hash = hashes_[static_cast<size_t>(i)], line = home(hash);
+    const int64_t e = candidate(line, hash, view(i).size());
+    if (e < 0) {
+      if (table_[line].code < 0 || table_[line + 1].code < 0) return int64_t{-1};
+      prefetch(table_.data() + ((line + 2) & mask_));
+      return kNextLine;
+    }
+    if (table_[static_cast<size_t>(e)].length > kInline)
+      prefetch(bytes_.data() + table_[static_cast<size_t>(e)].offset() + kHead);
+    return e;
+  };
+  for (int64_t i = begin; i < end && i < begin + kHalf; ++i) ring[i % kHalf] = pick(i);
+  for (int64_t i = begin; i < end; ++i) {
+    if (i + kAhead < end) prefetch(table_.data() + home(hashes_[static_cast<size_t>(i + kAhead)]));
+    int64_t mine = ring[i % kHalf];
+    if (i + kHalf < end) ring[i % kHalf] = pick(i + kHalf);
+    const uint64_t hash = hashes_[static_cast<size_t>(i)];
+    if (mine == kNextLine) mine = candidate((home(hash) + 2) & mask_, hash, view(i).size());
+    const Entry* e = mine >= 0 ? &table_[static_cast<size_t>(mine)] : nullptr;
+    codes[i] = e && e->holds(view(i), static_cast<uint32_t>(hash >> 32), bytes_.data()) ? e->code : -1;
+  }
+}
+
+// Rows [begin, end) not found by look_up (all of them if !known_ones), written to misses_ from
+// index begin on; returns where they end. Known strings beyond their window are found here.
+template <typename View>
+int64_t StringIds::misses_of(const View& view, int64_t begin, int64_t end, bool known_ones,
+                             int64_t* codes) {
+  int64_t k = begin;
+  for (int64_t i = begin; i < end; ++i) {
+    misses_[static_cast<size_t>(k)] = i;
+    k += !known_ones || codes[i] < 0;
+  }
+  if (known_ones && (k - begin) * 8 <= end - begin) {
+    // Known strings beyond their window (3% at the table's final load), their next lines
+    // prefetched; what is left is new. (Not when most strings were not found, as in a first
+    // epoch: they are new, and probing for them again here measured slower.)
+    constexpr int64_t kAhead = 16;
+    const int64_t last = k;
+    k = begin;
+    for (int64_t j = begin; j < last; ++j) {
+      if (j + kAhead < last) {
+        const auto ahead = static_cast<size_t>(misses_[static_cast<size_t>(j + kAhead)]);
+        const uint64_t h = home(hashes_[ahead]);
+        for (uint64_t line = 0; line < 6; line += 2) prefetch(table_.data() + ((h + line) & mask_));
+      }
+      const int64_t i = misses_[static_cast<size_t>(j)];
+      codes[i] = find(view(i), hashes_[static_cast<size_t>(i)]);
+      misses_[static_cast<size_t>(k)] = i;
+      k += codes[i] < 0;
+    }
+  }
+  return k;
+}
+
 // Known strings are looked up in parallel (reading the table only), each thread its own rows,
 // after checking their offsets. What is not found that way, new strings, is then added in row
 // order on one thread, so codes stay in order of first appearance.
@@ -282,7 +351,7 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
 #pragma omp parallel num_threads(threads)
   {
     const int t = thread_index();
-    const int64_t begin = n * t / team_size(), end = n * (t + 1) / team_size();
+    const auto [begin, end] = my_rows(n);
     starts[static_cast<size_t>(t)] = begin;
     // A thread reads only the strings of its own rows, once it has checked their offsets.
     int64_t bad = end;
@@ -294,66 +363,8 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
       first_bad[static_cast<size_t>(t)] = bad;
     } else {
       for (int64_t i = begin; i < end; ++i) hashes_[static_cast<size_t>(i)] = hash(view(i));
-      if (known_ones) {
-        // Three stages a row: kAhead rows ahead its home line is prefetched; kHalf rows ahead
-        // its candidate entry is picked there and, for a string longer than an entry holds, the
-        // rest of the candidate's bytes prefetched; then the string is compared. A string not
-        // in its home line can only be in the next one if the home line is full: that line is
-        // then prefetched at the pick and searched at the compare (prefetching both lines for
-        // every string, when the second is rarely needed, measured 5-10% slower).
-        constexpr int64_t kAhead = 64, kHalf = 32;
-        constexpr int64_t kNextLine = -2;
-        int64_t ring[kHalf];
-        auto pick = [&](int64_t i) {
-          const uint64_t hash = hashes_[static_cast<size_t>(i)], line = home(hash);
-          const int64_t e = candidate(line, hash, view(i).size());
-          if (e < 0) {
-            if (table_[line].code < 0 || table_[line + 1].code < 0) return int64_t{-1};
-            prefetch(table_.data() + ((line + 2) & mask_));
-            return kNextLine;
-          }
-          if (table_[static_cast<size_t>(e)].length > kInline)
-            prefetch(bytes_.data() + table_[static_cast<size_t>(e)].offset() + kHead);
-          return e;
-        };
-        for (int64_t i = begin; i < end && i < begin + kHalf; ++i) ring[i % kHalf] = pick(i);
-        for (int64_t i = begin; i < end; ++i) {
-          if (i + kAhead < end) prefetch(table_.data() + home(hashes_[static_cast<size_t>(i + kAhead)]));
-          int64_t mine = ring[i % kHalf];
-          if (i + kHalf < end) ring[i % kHalf] = pick(i + kHalf);
-          const uint64_t hash = hashes_[static_cast<size_t>(i)];
-          if (mine == kNextLine) mine = candidate((home(hash) + 2) & mask_, hash, view(i).size());
-          const Entry* e = mine >= 0 ? &table_[static_cast<size_t>(mine)] : nullptr;
-          codes[i] = e && e->holds(view(i), static_cast<uint32_t>(hash >> 32), bytes_.data()) ? e->code : -1;
-        }
-      }
-      // This thread's misses, at the start of its range of misses_ (joined below).
-      int64_t k = begin;
-      for (int64_t i = begin; i < end; ++i) {
-        misses_[static_cast<size_t>(k)] = i;
-        k += !known_ones || codes[i] < 0;
-      }
-      if (known_ones && (k - begin) * 8 <= end - begin) {
-        // Known strings beyond their window (3% at the table's final load) are found here, in
-        // parallel, their next lines prefetched; what is left is new. (Not when most strings
-        // were not found, as in a first epoch: they are new, and probing for them again here
-        // measured slower.)
-        constexpr int64_t kAhead = 16;
-        const int64_t last = k;
-        k = begin;
-        for (int64_t j = begin; j < last; ++j) {
-          if (j + kAhead < last) {
-            const auto ahead = static_cast<size_t>(misses_[static_cast<size_t>(j + kAhead)]);
-            const uint64_t h = home(hashes_[ahead]);
-            for (uint64_t line = 0; line < 6; line += 2) prefetch(table_.data() + ((h + line) & mask_));
-          }
-          const int64_t i = misses_[static_cast<size_t>(j)];
-          codes[i] = find(view(i), hashes_[static_cast<size_t>(i)]);
-          misses_[static_cast<size_t>(k)] = i;
-          k += codes[i] < 0;
-        }
-      }
-      found[static_cast<size_t>(t)] = k - begin;
+      if (known_ones) look_up(view, begin, end, codes);
+      found[static_cast<size_t>(t)] = misses_of(view, begin, end, known_ones, codes) - begin;
     }
   }
   for (size_t t = 0; t < team; ++t)

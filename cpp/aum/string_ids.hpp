@@ -61,6 +61,11 @@ class StringIds {
   // The entry of the line that starts at entry `line` whose tag and length match `hash` and
   // `length`, or -1: no data-dependent branch. Usually the string itself, checked by the caller.
   int64_t candidate(uint64_t line, uint64_t hash, size_t length) const;
+  // The two stages of intern on a thread's rows [begin, end), `view(i)` being row i's string.
+  template <typename View>
+  void look_up(const View& view, int64_t begin, int64_t end, int64_t* codes) const;
+  template <typename View>
+  int64_t misses_of(const View& view, int64_t begin, int64_t end, bool known_ones, int64_t* codes);
   int64_t find(std::string_view s, uint64_t hash) const;  // its code, or -1
   int64_t add(std::string_view s, uint64_t hash);         // a string not in the table
   void place(int64_t code, std::string_view s, uint64_t hash);
