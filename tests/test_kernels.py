@@ -116,6 +116,62 @@ def test_strided_rows(level, rng):
         np.testing.assert_array_equal(_core.margins(z, y), reference_margins(z, y))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_short_rows_ignore_their_neighbours(level, dtype, rng):
+    # Short rows may be loaded whole, reading into the next row (or the padding of a strided
+    # block): what lies there (NaN, inf, values larger than the row's) must change nothing.
+    rows = 40
+    for classes in range(2, 18):
+        z = logits(rng, rows, classes, dtype)
+        z[1::2] += 1e6  # every other row wins any max taken across rows
+        z[3::4, 0] = np.nan  # and every fourth is a NaN row
+        y = rng.integers(0, classes, rows)
+        got = _core.margins(z, y)
+        bad = np.zeros(rows, dtype=bool)
+        bad[3::4] = True
+        assert np.isnan(got[bad]).all(), classes
+        np.testing.assert_array_equal(got[~bad], expected(z, y, dtype)[~bad], str(classes))
+        padded = np.full((rows, classes + 3), np.inf, dtype=dtype)
+        padded[:, classes + 1] = np.nan
+        padded[:, :classes] = logits(rng, rows, classes, dtype)
+        strided = padded[:, :classes]
+        np.testing.assert_array_equal(
+            _core.margins(strided, y), expected(np.ascontiguousarray(strided), y, dtype), str(classes)
+        )
+
+
+GUARDED = """
+import ctypes, mmap, sys
+import numpy as np
+from aum_score import _core
+# The block ends where an inaccessible page starts: a read past its last value faults.
+libc = ctypes.CDLL(None)
+page = mmap.PAGESIZE
+buf = mmap.mmap(-1, 2 * page)
+base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+assert libc.mprotect(ctypes.c_void_p(base + page), page, 0) == 0
+rng = np.random.default_rng(0)
+for dtype in ("float16", "float32", "float64", "uint16"):
+    _core.set_simd_level(sys.argv[1])
+    item = np.dtype(dtype).itemsize
+    for classes in range(2, 34):
+        rows = 3
+        n = rows * classes
+        z = np.frombuffer(buf, dtype=dtype, count=n, offset=page - n * item).reshape(rows, classes)
+        z[...] = rng.integers(0, 100, z.shape).astype(dtype)
+        y = np.full(rows, classes - 1)
+        _core.margins(z, y, 1, dtype == "uint16")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("simd", LEVELS)
+def test_short_rows_never_read_past_the_block(simd):
+    # In a subprocess: an out-of-bounds read would kill it with SIGSEGV.
+    out = subprocess.run([sys.executable, "-c", GUARDED, simd], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 @pytest.mark.parametrize("classes", [10, 1000])
 def test_threads_agree(classes, rng):
     rows = 200_000 // classes * 2  # big enough for the parallel path

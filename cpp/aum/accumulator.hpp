@@ -151,7 +151,9 @@ class Accumulator {
   std::vector<std::pair<int64_t, EpochTally>> batch_tallies_;  // committed when the batch is
   // One per thread of scatter_parallel.
   struct Part {
-    std::vector<int32_t> rows;  // the batch rows of this thread's samples, in row order
+    std::vector<int32_t> rows;    // the batch rows of this thread's samples, in row order
+    std::vector<double> sum_undo;  // the sample's sum before each of those rows was added
+    std::vector<int32_t> created;  // those rows that made their sample, in row order
     int64_t owned = 0, done = 0, skipped = 0;  // rows of this thread's samples, rows added
     int64_t error_row = -1;
     int32_t error_source = kNoSource;
@@ -159,7 +161,6 @@ class Accumulator {
     std::vector<LabelUndo> label_undo;
   };
   std::vector<Part> parts_;
-  std::vector<uint8_t> created_rows_;  // scatter_parallel: 1 for a row that made its sample
 };
 
 }  // namespace aum

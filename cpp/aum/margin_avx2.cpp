@@ -25,7 +25,7 @@ struct Avx2 {
     using Vec = __m256i;
     using Chk = __m256i;
     static constexpr int W = 16;
-    static constexpr bool kWhole = false;
+    static constexpr int kWhole = 0;  // (no 16-bit masked load to read a short row exactly)
     static Vec lowest() { return _mm256_set1_epi16(INT16_MIN); }
     static Chk clean() { return _mm256_setzero_si256(); }
     static void add(Vec& m, Chk& c, __m256i x) {
@@ -68,7 +68,36 @@ struct Avx2::Float<float> {
   using Vec = __m256;
   using Chk = __m256;
   static constexpr int W = 8;
-  static constexpr bool kWhole = false;
+  static constexpr int kWhole = 2 * W;
+  // Rows of up to 16 floats as two vectors: lanes past the row are not loaded (masked loads)
+  // or ignored (whole loads inside the block), the label's lane is masked out of the max.
+  // Measured at C = 10 on AMD Zen 1, one thread: 19.5 ns a row with the scans, 14.5 ns with two
+  // masked loads, 7.4 ns with whole loads.
+  template <bool kInBlock>
+  static double whole(const float* z, int64_t classes, int64_t y) {
+    const __m256i lane0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lane1 = _mm256_add_epi32(lane0, _mm256_set1_epi32(W));
+    const __m256i row = _mm256_set1_epi32(static_cast<int32_t>(classes));
+    const __m256i in0 = _mm256_cmpgt_epi32(row, lane0), in1 = _mm256_cmpgt_epi32(row, lane1);
+    const __m256i label = _mm256_set1_epi32(static_cast<int32_t>(y));
+    const __m256i others0 = _mm256_andnot_si256(_mm256_cmpeq_epi32(lane0, label), in0);
+    const __m256i others1 = _mm256_andnot_si256(_mm256_cmpeq_epi32(lane1, label), in1);
+    __m256 v0, v1;
+    if constexpr (kInBlock) {
+      v0 = _mm256_loadu_ps(z);
+      v1 = _mm256_loadu_ps(z + W);
+    } else {
+      v0 = _mm256_maskload_ps(z, in0);
+      v1 = _mm256_maskload_ps(z + W, in1);
+    }
+    // v - v is 0 for finite v; lanes past the row do not count.
+    const __m256 check = _mm256_add_ps(_mm256_and_ps(_mm256_sub_ps(v0, v0), _mm256_castsi256_ps(in0)),
+                                       _mm256_and_ps(_mm256_sub_ps(v1, v1), _mm256_castsi256_ps(in1)));
+    const __m256 m = _mm256_max_ps(_mm256_blendv_ps(lowest(), v0, _mm256_castsi256_ps(others0)),
+                                   _mm256_blendv_ps(lowest(), v1, _mm256_castsi256_ps(others1)));
+    if (bad(check)) return __builtin_nan("");  // rare: predicted
+    return static_cast<double>(z[y] - max_of(m));
+  }
   static Vec lowest() { return _mm256_set1_ps(-__builtin_inff()); }
   static Chk clean() { return _mm256_setzero_ps(); }
   // max_ps(a, b) is a > b ? a : b; c accumulates v - v: 0, or NaN once a value is NaN/inf.
@@ -103,7 +132,32 @@ struct Avx2::Float<double> {
   using Vec = __m256d;
   using Chk = __m256d;
   static constexpr int W = 4;
-  static constexpr bool kWhole = false;
+  static constexpr int kWhole = 2 * W;
+  // As for floats: rows of up to 8 doubles as two vectors.
+  template <bool kInBlock>
+  static double whole(const double* z, int64_t classes, int64_t y) {
+    const __m256i lane0 = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i lane1 = _mm256_add_epi64(lane0, _mm256_set1_epi64x(W));
+    const __m256i row = _mm256_set1_epi64x(classes);
+    const __m256i in0 = _mm256_cmpgt_epi64(row, lane0), in1 = _mm256_cmpgt_epi64(row, lane1);
+    const __m256i label = _mm256_set1_epi64x(y);
+    const __m256i others0 = _mm256_andnot_si256(_mm256_cmpeq_epi64(lane0, label), in0);
+    const __m256i others1 = _mm256_andnot_si256(_mm256_cmpeq_epi64(lane1, label), in1);
+    __m256d v0, v1;
+    if constexpr (kInBlock) {
+      v0 = _mm256_loadu_pd(z);
+      v1 = _mm256_loadu_pd(z + W);
+    } else {
+      v0 = _mm256_maskload_pd(z, in0);
+      v1 = _mm256_maskload_pd(z + W, in1);
+    }
+    const __m256d check = _mm256_add_pd(_mm256_and_pd(_mm256_sub_pd(v0, v0), _mm256_castsi256_pd(in0)),
+                                        _mm256_and_pd(_mm256_sub_pd(v1, v1), _mm256_castsi256_pd(in1)));
+    const __m256d m = _mm256_max_pd(_mm256_blendv_pd(lowest(), v0, _mm256_castsi256_pd(others0)),
+                                    _mm256_blendv_pd(lowest(), v1, _mm256_castsi256_pd(others1)));
+    if (bad(check)) return __builtin_nan("");
+    return z[y] - max_of(m);
+  }
   static Vec lowest() { return _mm256_set1_pd(-__builtin_inf()); }
   static Chk clean() { return _mm256_setzero_pd(); }
   static void step(Vec& m, Chk& c, const double* p) {

@@ -25,7 +25,8 @@ struct Avx512 {
     using Vec = __m512i;
     using Chk = __mmask32;
     static constexpr int W = 32;
-    static constexpr bool kWhole = true;
+    static constexpr int kWhole = W;
+    template <bool kInBlock>  // (masked loads are fast here)
     static double whole(const uint16_t* z, int64_t classes, int64_t y) {
       const __mmask32 row = static_cast<__mmask32>(0xffffffffu >> (32 - classes));
       const __m512i x = _mm512_mask_loadu_epi16(lowest_finite(), row, z);
@@ -76,7 +77,8 @@ struct Avx512::Float<float> {
   using Vec = __m512;
   using Chk = __m512;
   static constexpr int W = 16;
-  static constexpr bool kWhole = true;
+  static constexpr int kWhole = W;
+  template <bool kInBlock>
   static double whole(const float* z, int64_t classes, int64_t y) {
     const __mmask16 row = static_cast<__mmask16>(0xffffu >> (16 - classes));
     const __m512 v = _mm512_maskz_loadu_ps(row, z);
@@ -121,7 +123,8 @@ struct Avx512::Float<double> {
   using Vec = __m512d;
   using Chk = __m512d;
   static constexpr int W = 8;
-  static constexpr bool kWhole = true;
+  static constexpr int kWhole = W;
+  template <bool kInBlock>
   static double whole(const double* z, int64_t classes, int64_t y) {
     const __mmask8 row = static_cast<__mmask8>(0xffu >> (8 - classes));
     const __m512d v = _mm512_maskz_loadu_pd(row, z);

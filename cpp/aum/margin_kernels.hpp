@@ -14,7 +14,11 @@
 //   A max_of(Vec m)          the largest value, widened to A
 //   bool bad(Chk c)          any NaN/inf seen
 //   A value(T x); bool finite(T x)
-//   kWhole, and if set: double whole(const T* z, int64_t C, int64_t y) for rows of C <= W
+//   kWhole: the largest C for which template <bool kInBlock> double whole(const T* z, int64_t C,
+//   int64_t y) is used (0: none): a short row done without the data-dependent branches of the
+//   scans below, which mispredict on every row when C is small (labels come in no pattern).
+//   kInBlock: z[0, kWhole) lies inside the block, so it may be read whole (values past the row
+//   are ignored); else only z[0, C) may be read.
 #pragma once
 #include <cstdint>
 
@@ -44,11 +48,6 @@ inline void scan(const typename V::T* p, int64_t begin, int64_t end, typename V:
 // Returns NaN for a row with a NaN or an infinity.
 template <class V>
 inline double row_margin(const typename V::T* z, int64_t classes, int64_t y) {
-  // A row that fits in one vector (C = 10 floats with AVX-512): one masked load, the label's
-  // lane masked out of the max. V::whole returns NaN for a row with NaN/inf.
-  if constexpr (V::kWhole) {
-    if (classes <= V::W) return V::whole(z, classes, y);
-  }
   typename V::Vec m0 = V::lowest(), m1 = V::lowest();
   typename V::Chk c0 = V::clean(), c1 = V::clean();
   scan<V>(z, 0, y, m0, m1, c0, c1);
@@ -64,6 +63,28 @@ int64_t rows_of(const LogitBlock& b, const int64_t* labels, int64_t begin, int64
                 double* margins) {
   const auto* base = static_cast<const typename V::T*>(b.data);
   int64_t bad = 0;
+  if constexpr (V::kWhole > 0) {
+    if (b.classes <= V::kWhole) {
+      // A short row (C = 10 floats: one AVX-512 vector, two AVX2 ones), the label's lane masked
+      // out of the max. All but the last rows or so can be loaded whole, reading into the next
+      // row: no masked load, which is slow on some CPUs (AMD Zen 1: 5 ns a load).
+      const int64_t span = (b.rows - 1) * b.row_stride + b.classes;  // values in the block
+      int64_t in_block = span >= V::kWhole ? (span - V::kWhole) / b.row_stride + 1 : 0;
+      in_block = in_block < begin ? begin : in_block > end ? end : in_block;
+      int64_t r = begin;
+      for (; r < in_block; ++r) {
+        const double m = V::template whole<true>(base + r * b.row_stride, b.classes, labels[r]);
+        margins[r] = m;
+        bad += m != m;
+      }
+      for (; r < end; ++r) {
+        const double m = V::template whole<false>(base + r * b.row_stride, b.classes, labels[r]);
+        margins[r] = m;
+        bad += m != m;
+      }
+      return bad;
+    }
+  }
   for (int64_t r = begin; r < end; ++r) {
     const double m = row_margin<V>(base + r * b.row_stride, b.classes, labels[r]);
     margins[r] = m;

@@ -13,7 +13,7 @@ struct Portable {
     using T = F;
     using A = F;
     static constexpr int W = 8;
-    static constexpr bool kWhole = false;
+    static constexpr int kWhole = 0;
     struct Vec {
       F v[W];
     };
@@ -70,7 +70,7 @@ struct Portable {
     using T = uint16_t;
     using A = float;
     static constexpr int W = 16;
-    static constexpr bool kWhole = false;
+    static constexpr int kWhole = 0;
     struct Vec {
       int16_t v[W];
     };
