@@ -18,7 +18,7 @@ import aum_score
 from aum_score import _core
 
 LEVELS = _core.simd_levels()
-WIDTHS = [2, 3, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257]
+WIDTHS = [2, 3, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 255, 256, 257]
 NO_LABEL = _core.NO_LABEL
 
 
@@ -121,7 +121,7 @@ def test_short_rows_ignore_their_neighbours(level, dtype, rng):
     # Short rows may be loaded whole, reading into the next row (or the padding of a strided
     # block): what lies there (NaN, inf, values larger than the row's) must change nothing.
     rows = 40
-    for classes in range(2, 18):
+    for classes in [*range(2, 18), 31, 33, 64, 100, 129]:
         z = logits(rng, rows, classes, dtype)
         z[1::2] += 1e6  # every other row wins any max taken across rows
         z[3::4, 0] = np.nan  # and every fourth is a NaN row
@@ -147,17 +147,18 @@ from aum_score import _core
 # The block ends where an inaccessible page starts: a read past its last value faults.
 libc = ctypes.CDLL(None)
 page = mmap.PAGESIZE
-buf = mmap.mmap(-1, 2 * page)
+size = 4 * page  # accessible, then one page that is not
+buf = mmap.mmap(-1, size + page)
 base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-assert libc.mprotect(ctypes.c_void_p(base + page), page, 0) == 0
+assert libc.mprotect(ctypes.c_void_p(base + size), page, 0) == 0
 rng = np.random.default_rng(0)
 for dtype in ("float16", "float32", "float64", "uint16"):
     _core.set_simd_level(sys.argv[1])
     item = np.dtype(dtype).itemsize
-    for classes in range(2, 34):
+    for classes in [*range(2, 34), 63, 64, 65, 127, 128, 129, 255, 256, 257]:
         rows = 3
         n = rows * classes
-        z = np.frombuffer(buf, dtype=dtype, count=n, offset=page - n * item).reshape(rows, classes)
+        z = np.frombuffer(buf, dtype=dtype, count=n, offset=size - n * item).reshape(rows, classes)
         z[...] = rng.integers(0, 100, z.shape).astype(dtype)
         y = np.full(rows, classes - 1)
         _core.margins(z, y, 1, dtype == "uint16")

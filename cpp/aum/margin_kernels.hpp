@@ -15,10 +15,11 @@
 //   bool bad(Chk c)          any NaN/inf seen
 //   A value(T x); bool finite(T x)
 //   kWhole: the largest C for which template <bool kInBlock> double whole(const T* z, int64_t C,
-//   int64_t y) is used (0: none): a short row done without the data-dependent branches of the
-//   scans below, which mispredict on every row when C is small (labels come in no pattern).
-//   kInBlock: z[0, kWhole) lies inside the block, so it may be read whole (values past the row
-//   are ignored); else only z[0, C) may be read.
+//   int64_t y) is used (0: none): a row of up to a few vectors, every vector read whatever the
+//   label, the label's lane masked out of the max: no data-dependent branch, where the scans
+//   below mispredict on nearly every row when C is small (labels come in no pattern).
+//   kInBlock: z[0, C rounded up to W) lies inside the block, so it may be read with whole
+//   vectors (values past the row are ignored); else only z[0, C) may be read.
 #pragma once
 #include <cstdint>
 
@@ -65,11 +66,12 @@ int64_t rows_of(const LogitBlock& b, const int64_t* labels, int64_t begin, int64
   int64_t bad = 0;
   if constexpr (V::kWhole > 0) {
     if (b.classes <= V::kWhole) {
-      // A short row (C = 10 floats: one AVX-512 vector, two AVX2 ones), the label's lane masked
-      // out of the max. All but the last rows or so can be loaded whole, reading into the next
-      // row: no masked load, which is slow on some CPUs (AMD Zen 1: 5 ns a load).
+      // A short row (C = 10 floats: one AVX-512 vector, two AVX2 ones). All but the last rows
+      // or so can be loaded in whole vectors, reading into the next row: no masked load, which
+      // is slow on some CPUs (AMD Zen 1: 5 ns a load).
       const int64_t span = (b.rows - 1) * b.row_stride + b.classes;  // values in the block
-      int64_t in_block = span >= V::kWhole ? (span - V::kWhole) / b.row_stride + 1 : 0;
+      const int64_t reach = (b.classes + V::W - 1) / V::W * V::W;    // values a row's loads read
+      int64_t in_block = span >= reach ? (span - reach) / b.row_stride + 1 : 0;
       in_block = in_block < begin ? begin : in_block > end ? end : in_block;
       int64_t r = begin;
       for (; r < in_block; ++r) {
