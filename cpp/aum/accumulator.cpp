@@ -350,19 +350,19 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
   for (int t = 0; t < team; ++t)  // the sources of the labels the threads changed
     for (const LabelUndo& changed : parts_[static_cast<size_t>(t)].label_undo)
       table_.set_source(table_.at(changed.ref), options.source);
-  // New samples in row order: the threads' lists (each in row order) merged. new_samples_ and
-  // new_slots_ have room: cannot throw.
-  std::vector<size_t> next(static_cast<size_t>(team), 0);
+  // New samples in row order: the threads' lists (each in row order) merged. Nothing here
+  // allocates (new_samples_ and new_slots_ have room): the batch is in, this cannot throw.
+  for (int t = 0; t < team; ++t) parts_[static_cast<size_t>(t)].merged = 0;
   for (;;) {
-    int from = -1;
+    Part* from = nullptr;
     int32_t first = INT32_MAX;
     for (int t = 0; t < team; ++t) {
-      const std::vector<int32_t>& made = parts_[static_cast<size_t>(t)].created;
-      const size_t k = next[static_cast<size_t>(t)];
-      if (k < made.size() && made[k] < first) first = made[k], from = t;
+      Part& part = parts_[static_cast<size_t>(t)];
+      if (part.merged < part.created.size() && part.created[part.merged] < first)
+        first = part.created[part.merged], from = &part;
     }
-    if (from < 0) break;
-    ++next[static_cast<size_t>(from)];
+    if (from == nullptr) break;
+    ++from->merged;
     new_samples_.push_back(keys[first]);
     new_slots_.push_back(table_.at(refs[first]));
   }

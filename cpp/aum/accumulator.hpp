@@ -154,6 +154,7 @@ class Accumulator {
     std::vector<int32_t> rows;    // the batch rows of this thread's samples, in row order
     std::vector<double> sum_undo;  // the sample's sum before each of those rows was added
     std::vector<int32_t> created;  // those rows that made their sample, in row order
+    size_t merged = 0;             // how many of them joined new_samples_
     int64_t owned = 0, done = 0, skipped = 0;  // rows of this thread's samples, rows added
     int64_t error_row = -1;
     int32_t error_source = kNoSource;
