@@ -27,7 +27,7 @@ struct Avx2 {
     static constexpr int W = 16;
     // As for floats, on the order-preserving keys (see order_key). No 16-bit masked load:
     // outside the block the last vector is copied next to lowest-finite fillers (tail).
-    // Measured on AMD Zen 1, one thread, float16: C = 10: 44 -> 11 ns a row; C = 100: 65 -> 30.
+    // Measured on AMD Zen 1, one thread, float16: C = 10: 44 -> 12 ns a row; C = 100: 65 -> 30.
     static constexpr int kWhole = 256;
     template <bool kInBlock>
     static double whole(const uint16_t* z, int64_t classes, int64_t y) {
@@ -108,7 +108,8 @@ struct Avx2::Float<float> {
   // row), the label's lane masked out of the max; the last vector's lanes past the row are not
   // loaded (masked load) or ignored (whole load inside the block). Measured on AMD Zen 1, one
   // thread, ns a row with the scans -> like this: C = 10: 19.5 -> 7.4 (14.5 with masked loads
-  // everywhere); C = 32: 45 -> 14; C = 100: 52 -> 36; beyond 128 the scans win.
+  // everywhere); C = 32: 31 -> 14; C = 100: 52 -> 41 (benchmarks/bench_kernels.py); from
+  // C = 256 the scans are as fast.
   static constexpr int kWhole = 128;
   template <bool kInBlock>
   static double whole(const float* z, int64_t classes, int64_t y) {
@@ -204,7 +205,7 @@ struct Avx2::Float<double> {
   using Vec = __m256d;
   using Chk = __m256d;
   static constexpr int W = 4;
-  // As for floats (Zen 1: C = 10: 24 -> 10 ns a row, C = 128: 171 -> 86).
+  // As for floats (Zen 1: C = 10: 23 -> 11 ns a row, C = 64: 56 -> 47).
   static constexpr int kWhole = 128;
   template <bool kInBlock>
   static double whole(const double* z, int64_t classes, int64_t y) {
