@@ -387,6 +387,27 @@ def test_accumulator_matches_reference(kind, direct_table, rng):
     assert state_of(merged) == ref
 
 
+def test_direct_part_is_sized_for_the_expected_samples(rng):
+    """A batch whose ids are all direct makes room for the expected samples at once (not
+    copying the slots at each doubling); a batch with a hashed id only for its own ids."""
+    n, rows, classes = 300_000, 10_000, 3
+    z = rng.standard_normal((rows, classes)).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    ids = rng.permutation(rows)  # the first epoch's first batch: ids below 10,000
+    sizes = {}
+    for name, hint, batch in (
+        ("hinted", n, ids),
+        ("mixed", n, np.r_[ids[:-1], 2**50]),
+        ("unhinted", 0, ids),
+    ):
+        acc = _core.Accumulator(classes)
+        acc.expect_samples(hint)
+        acc.add(z, y, batch)
+        sizes[name] = acc.index_info()["direct_size"]
+        assert state_of(acc) == reference_state(batch, reference_margins(z, y), y)
+    assert sizes == {"hinted": 1 << 19, "mixed": 1 << 14, "unhinted": 1 << 14}
+
+
 def test_direct_part_grows_and_takes_over_hashed_ids(rng):
     # direct_table=0: only density decides. Ids 0..N-1 in random order start out hashed (too
     # sparse for the first rows) and move into the direct part as samples accumulate.
@@ -452,6 +473,63 @@ def test_parallel_scatter_gives_the_one_thread_state(kind, rng):
         with pytest.raises(ValueError) as info:
             add_rows(acc, z, y, ids[which], [], threads=threads, **options)
         assert info.value.args[1] == rows - 7 and acc.to_bytes() == before
+
+
+@pytest.mark.parametrize("expect", [0, 2000])
+def test_parallel_scatter_with_hashed_ids_new_and_displaced(expect, rng):
+    """Hashed ids (no direct part) in batches scattered on 2 threads, with many new ids (the
+    hash table grows in the middle of a batch): the state equals one thread's to the byte; a
+    failed batch is undone after that growth; the first error in row order wins across the
+    threads, and a conflict with a label set earlier in the same batch names the batch."""
+    n, rows, classes = 2000, 40_000, 5
+    ids = rng.integers(-(2**62), 2**62, n + 30_000)
+    truth = rng.integers(0, classes, len(ids))
+    accs = [_core.Accumulator(classes, direct_table=-1) for _ in range(2)]
+    for acc in accs:
+        acc.expect_samples(expect)
+
+    for threads, acc in zip((1, 2), accs):
+        local = np.random.default_rng(7)
+        for which in (np.arange(n), local.integers(0, n, rows)):  # the second: no new ids
+            acc.add(local.standard_normal((len(which), classes)).astype(np.float32),
+                    truth[which], ids[which], threads=threads, tally_label=1)
+    assert accs[0].to_bytes() == accs[1].to_bytes()
+    # A later batch: known ids, 25,000 new ones (the table grows), a conflict at the end.
+    which = np.r_[rng.integers(0, n, rows), np.arange(n, n + 25_000), 3]
+    z = rng.standard_normal((len(which), classes)).astype(np.float32)
+    y = truth[which].copy()
+    y[-1] = (y[-1] + 1) % classes
+    for threads, acc in zip((1, 2), accs):
+        before = acc.to_bytes()
+        with pytest.raises(ValueError) as info:
+            acc.add(z, y, ids[which], threads=threads, tally_label=1, source=9)
+        assert info.value.args[1] == len(which) - 1 and acc.to_bytes() == before
+    # A new id's second row disagreeing with its first comes before a known id's conflict.
+    y2 = truth[which].copy()
+    y2[rows + 10] = (y2[rows + 10] + 1) % classes
+    which2 = which.copy()
+    which2[rows + 10] = which2[rows + 5]
+    y2[rows + 10] = (truth[which2[rows + 5]] + 1) % classes
+    y2[-1] = (y2[-1] + 1) % classes
+    for threads, acc in zip((1, 2), accs):
+        before = acc.to_bytes()
+        with pytest.raises(ValueError) as info:
+            acc.add(z, y2, ids[which2], threads=threads, tally_label=1, source=9)
+        assert info.value.args[1] == rows + 10 and acc.to_bytes() == before
+        assert info.value.args[2] == 9
+    # Without the conflict the batch goes in, the same on both.
+    for threads, acc in zip((1, 2), accs):
+        acc.add(z[:-1], truth[which[:-1]], ids[which[:-1]], threads=threads, tally_label=1)
+    assert accs[0].to_bytes() == accs[1].to_bytes()
+    assert accs[0].num_slots == n + 25_000
+    # And the next batch (on one thread, after a batch of many new samples) as well.
+    which = rng.integers(0, n + 25_000, rows)
+    z = rng.standard_normal((rows, classes)).astype(np.float32)
+    for threads, acc in zip((1, 2), accs):
+        acc.add(z, truth[which], ids[which], threads=threads, tally_label=1)
+    assert accs[0].to_bytes() == accs[1].to_bytes()
+    ref = state_of(accs[1])
+    assert len(ref) == n + 25_000
 
 
 def test_epoch_tallies_exact_with_interleaved_epochs(rng):
