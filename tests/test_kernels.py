@@ -387,27 +387,6 @@ def test_accumulator_matches_reference(kind, direct_table, rng):
     assert state_of(merged) == ref
 
 
-def test_direct_part_is_sized_for_the_expected_samples(rng):
-    """A batch whose ids are all direct makes room for the expected samples at once (not
-    copying the slots at each doubling); a batch with a hashed id only for its own ids."""
-    n, rows, classes = 300_000, 10_000, 3
-    z = rng.standard_normal((rows, classes)).astype(np.float32)
-    y = rng.integers(0, classes, rows)
-    ids = rng.permutation(rows)  # the first epoch's first batch: ids below 10,000
-    sizes = {}
-    for name, hint, batch in (
-        ("hinted", n, ids),
-        ("mixed", n, np.r_[ids[:-1], 2**50]),
-        ("unhinted", 0, ids),
-    ):
-        acc = _core.Accumulator(classes)
-        acc.expect_samples(hint)
-        acc.add(z, y, batch)
-        sizes[name] = acc.index_info()["direct_size"]
-        assert state_of(acc) == reference_state(batch, reference_margins(z, y), y)
-    assert sizes == {"hinted": 1 << 19, "mixed": 1 << 14, "unhinted": 1 << 14}
-
-
 def test_direct_part_grows_and_takes_over_hashed_ids(rng):
     # direct_table=0: only density decides. Ids 0..N-1 in random order start out hashed (too
     # sparse for the first rows) and move into the direct part as samples accumulate.
