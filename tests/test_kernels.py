@@ -340,6 +340,40 @@ def test_string_buffers_on_threads(threads, rng):
         acc.string_buffers(np.array([len(ids)]), threads)
 
 
+def byte_buffers_of(ids):
+    """Arrow-layout offsets and data for byte strings (which may not be UTF-8)."""
+    offsets = np.cumsum([0] + [len(b) for b in ids]).astype(np.int32)
+    return offsets, np.frombuffer(b"".join(ids), np.uint8)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_new_string_ids_that_are_not_utf8_name_the_first_and_add_nothing(threads, rng):
+    """New ids are checked on the threads before any is added (a range of ASCII bytes at once,
+    else each string not found): the error names the first bad row in row order, whichever
+    thread has it, and the table is as before. Multi-byte UTF-8 ids, and known ids, pass."""
+    n = 50_000
+    valid = [f"id_{i}_{'é' * (i % 3)}".encode() for i in range(n)]
+    acc = _core.Accumulator(3, True)
+    acc.intern(*byte_buffers_of(valid[:20_000]), threads=threads)  # known from now on
+    bad = [b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80", b"\xc0\xaf"]  # invalid, cut, surrogate, overlong
+    for rows in ([45_000, 30_000], [20_001], [49_999, 49_998]):
+        batch = list(valid)
+        for k, r in enumerate(rows):
+            batch[r] = bad[k % len(bad)]
+        with pytest.raises(ValueError, match="not valid UTF-8") as info:
+            acc.intern(*byte_buffers_of(batch), threads=threads)
+        assert info.value.args[1] == min(rows)
+    # Nothing of the failed batches was added: the new ids, in another order now, get codes
+    # in this order.
+    again = valid[:20_000] + valid[20_000:][::-1]
+    assert acc.intern(*byte_buffers_of(again), threads=threads).tolist() == list(range(n))
+    ascii_only = [f"a{i}".encode() for i in range(n)]
+    ascii_only[33_333] = b"a\x80"
+    with pytest.raises(ValueError) as info:
+        acc.intern(*byte_buffers_of(ascii_only), threads=threads)
+    assert info.value.args[1] == 33_333
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_corrupt_string_offsets_name_the_first_bad_row(threads):
     """Offsets are checked before any string is read, each thread its own rows: the error names

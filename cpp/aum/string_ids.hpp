@@ -46,11 +46,13 @@ class StringIds {
   // its first bytes and where the rest is in bytes_, which is prefetched ahead of the compare.
   static constexpr uint32_t kInline = 20;  // longest string held whole in its entry
   static constexpr uint32_t kHead = 12;    // bytes of a longer one held in its entry
-  struct Entry {
+  struct Entry {  // all zeros: an empty entry (a new table is zeroed memory, nothing to fill)
     uint32_t tag;     // the hash's high half (the low bits pick the home)
-    int32_t code;     // -1: empty
+    int32_t stored;   // the code + 1; 0: empty
     uint32_t length;
     char bytes[kInline];  // length <= kInline: the string; else kHead bytes, then its offset
+    bool used() const { return stored != 0; }
+    int64_t code() const { return int64_t{stored} - 1; }
     int64_t offset() const;
     bool holds(std::string_view s, uint32_t tag, const char* all_bytes) const;
   };
@@ -66,9 +68,14 @@ class StringIds {
   void look_up(const View& view, int64_t begin, int64_t end, int64_t* codes) const;
   template <typename View>
   int64_t misses_of(const View& view, int64_t begin, int64_t end, bool known_ones, int64_t* codes);
-  int64_t find(std::string_view s, uint64_t hash) const;  // its code, or -1
-  int64_t add(std::string_view s, uint64_t hash);         // a string not in the table
-  void place(int64_t code, std::string_view s, uint64_t hash);
+  // Its code, or -1; then *empty (if given) is the empty entry where it would go.
+  int64_t find(std::string_view s, uint64_t hash, uint64_t* empty = nullptr) const;
+  // A string not in the table; `empty` from find, if no string was added since.
+  int64_t add(std::string_view s, uint64_t hash, int64_t empty = -1);
+  void place(int64_t code, std::string_view s, uint64_t hash, int64_t empty = -1);
+  // The first of n `rows` whose string is not valid UTF-8 (the largest int64: none).
+  template <typename View>
+  int64_t first_invalid(const View& view, const int64_t* rows, int64_t n) const;
   void grow();
 
   std::string bytes_;                 // every string, back to back
