@@ -92,6 +92,19 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+// Whether every byte is below 0x80: 8-byte words, OR-ed (vectorised), one test at the end.
+bool is_ascii(const char* p, size_t n) {
+  uint64_t high = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    high |= w;
+  }
+  for (; i < n; ++i) high |= static_cast<unsigned char>(p[i]);
+  return (high & 0x8080808080808080ULL) == 0;
+}
+
 std::string_view StringIds::at(int64_t code) const {
   if (code < 0 || code >= size()) throw std::out_of_range("unknown string id code");
   const auto c = static_cast<size_t>(code);
@@ -387,12 +400,7 @@ void StringIds::intern(const Offset* offsets, int64_t n, const char* data, int64
       // are known, beyond their window: checked when added, they pass again.) A range of
       // ASCII bytes, the usual ids, needs no check per string.
       bool ascii = true;
-      if (k > 0) {
-        uint8_t high = 0;
-        const auto* p = reinterpret_cast<const uint8_t*>(data);
-        for (int64_t b = offsets[begin]; b < static_cast<int64_t>(offsets[end]); ++b) high |= p[b];
-        ascii = high < 0x80;
-      }
+      if (k > 0) ascii = is_ascii(data + offsets[begin], static_cast<size_t>(offsets[end] - offsets[begin]));
       if (!ascii) first_invalid_row[static_cast<size_t>(t)] = first_invalid(view, misses_.data() + begin, k);
     }
   }

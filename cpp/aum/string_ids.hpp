@@ -12,6 +12,8 @@ namespace aum {
 
 // Whether `s` is well-formed UTF-8 (RFC 3629).
 bool valid_utf8(std::string_view s);
+// Whether p[0, n) is ASCII (then also UTF-8).
+bool is_ascii(const char* p, size_t n);
 
 class StringIds {
  public:
