@@ -47,19 +47,26 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
   const uint64_t size = direct_.size();
   if (codes_.empty()) grow_codes();
   // Known ids are looked up in parallel (the code table is only read); kMiss marks the others
-  // (new ids, the few outside their home line), which are then coded in row order.
+  // (new ids, the few outside their home line), which are then coded in row order. While the
+  // batches bring mostly new ids (a first epoch), the lookup is left to the coding: it would
+  // miss nearly every time (measured: a third of a first epoch's refs_for).
   constexpr int64_t kMiss = std::numeric_limits<int64_t>::min();  // ~code of no code
   constexpr int64_t kAhead = 128;  // see Accumulator's kAhead
-  const int team = rows >= (int64_t{1} << 15) && coded_ > 0 ? resolve_threads(threads) : 1;
+  const bool look_up = coded_ > 0 && !mostly_new_;
+  const int team = rows >= (int64_t{1} << 15) && look_up ? resolve_threads(threads) : 1;
   (void)team;  // unused without OpenMP
 #pragma omp parallel num_threads(team)
   {
     const auto [begin, end] = my_rows(rows);
-    for (int64_t r = begin; r < end; ++r) {
-      if (r + kAhead < end) prefetch_code(keys[r + kAhead]);
-      const int64_t k = keys[r];
-      const int64_t code = static_cast<uint64_t>(k) < size ? -1 : code_in_home_line(k);
-      refs[r] = static_cast<uint64_t>(k) < size ? k : code >= 0 ? ~code : kMiss;
+    if (look_up) {
+      for (int64_t r = begin; r < end; ++r) {
+        if (r + kAhead < end) prefetch_code(keys[r + kAhead]);
+        const int64_t k = keys[r];
+        const int64_t code = static_cast<uint64_t>(k) < size ? -1 : code_in_home_line(k);
+        refs[r] = static_cast<uint64_t>(k) < size ? k : code >= 0 ? ~code : kMiss;
+      }
+    } else {
+      for (int64_t r = begin; r < end; ++r) refs[r] = static_cast<uint64_t>(keys[r]) < size ? keys[r] : kMiss;
     }
   }
   // The misses (every row of a first epoch) in row order, their home lines prefetched a few
@@ -68,11 +75,13 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
   for (int64_t r = 0; r < rows; ++r)
     if (refs[r] == kMiss) misses_.push_back(r);
   constexpr size_t kMissAhead = 16;
+  const size_t before = coded_;
   for (size_t j = 0; j < misses_.size(); ++j) {
     if (j + kMissAhead < misses_.size()) prefetch_code(keys[misses_[j + kMissAhead]]);
     const int64_t r = misses_[j];
     refs[r] = ~code_of(keys[r]);
   }
+  mostly_new_ = (coded_ - before) * 2 > static_cast<size_t>(rows);
   return refs;
 }
 
@@ -81,7 +90,7 @@ __attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
   const uint64_t mask = codes_.size() - 1;
   for (uint64_t i = home(key);; i = (i + 1) & mask) {
     Code& c = codes_[i];
-    if (c.code < 0) {
+    if (!c.used()) {
       const auto code = static_cast<int64_t>(hashed_.size());
       if (per_slot_) hashed_sources_.emplace_back();  // first: if they throw, the table is unchanged
       try {
@@ -90,11 +99,11 @@ __attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
         if (per_slot_) hashed_sources_.pop_back();
         throw;
       }
-      c = Code{key, code};
+      c = Code::of(key, code);
       ++coded_;
       return code;
     }
-    if (c.key == key) return c.code;
+    if (c.key == key) return c.code();
   }
 }
 
@@ -104,7 +113,7 @@ void SampleTable::grow_codes() {
     while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
     hashed_.reserve(static_cast<size_t>(expected_));
   }
-  LineVector<Code> old(capacity, Code{0, -1});
+  LineVector<Code> old(capacity);
   old.swap(codes_);
   unsigned bits = 0;
   while ((size_t{1} << bits) < capacity) ++bits;
@@ -112,11 +121,11 @@ void SampleTable::grow_codes() {
   const uint64_t mask = capacity - 1;
   constexpr size_t kAhead = 32;  // the new table is too big for cache: prefetch where keys go
   for (size_t j = 0; j < old.size(); ++j) {
-    if (j + kAhead < old.size() && old[j + kAhead].code >= 0) prefetch_code(old[j + kAhead].key);
+    if (j + kAhead < old.size() && old[j + kAhead].used()) prefetch_code(old[j + kAhead].key);
     const Code& c = old[j];
-    if (c.code < 0) continue;
+    if (!c.used()) continue;
     uint64_t i = home(c.key);
-    while (codes_[i].code >= 0) i = (i + 1) & mask;
+    while (codes_[i].used()) i = (i + 1) & mask;
     codes_[i] = c;
   }
 }
@@ -128,7 +137,7 @@ int64_t SampleTable::find_code(int64_t key) const {
   const uint64_t mask = codes_.size() - 1;
   for (uint64_t i = home(key);; i = (i + 1) & mask) {
     const Code& c = codes_[i];
-    if (c.code < 0 || c.key == key) return c.code;
+    if (!c.used() || c.key == key) return c.code();
   }
 }
 
@@ -168,7 +177,7 @@ void SampleTable::grow_direct(uint64_t top) {
   // Everything that can fail (allocation) happens before anything changes.
   std::vector<Code> live;  // (id, old code) of the hashed samples
   for (const Code& c : codes_)
-    if (c.code >= 0 && hashed_[static_cast<size_t>(c.code)].count >= 0) live.push_back(c);
+    if (c.used() && hashed_[static_cast<size_t>(c.code())].count >= 0) live.push_back(c);
   size_t stay = 0;
   for (const Code& c : live) stay += static_cast<uint64_t>(c.key) >= size;
   LineVector<Slot> direct(size), kept;
@@ -179,7 +188,7 @@ void SampleTable::grow_direct(uint64_t top) {
   if (!live.empty()) {
     size_t capacity = 1024;
     while (stay * 2 > capacity) capacity *= 2;
-    codes.assign(capacity, Code{0, -1});
+    codes.resize(capacity);
   }
   std::vector<int64_t> kept_keys;
   kept_keys.reserve(stay);
@@ -189,7 +198,7 @@ void SampleTable::grow_direct(uint64_t top) {
   direct_sources_.swap(direct_sources);
   if (live.empty()) return;
   for (const Code& c : live) {
-    const auto old = static_cast<size_t>(c.code);
+    const auto old = static_cast<size_t>(c.code());
     if (static_cast<uint64_t>(c.key) < size) {
       direct_[static_cast<uint64_t>(c.key)] = hashed_[old];
       if (per_slot_) direct_sources_[static_cast<uint64_t>(c.key)] = hashed_sources_[old];
@@ -210,8 +219,8 @@ void SampleTable::grow_direct(uint64_t top) {
   for (size_t code = 0; code < kept_keys.size(); ++code) {
     if (code + 32 < kept_keys.size()) prefetch_code(kept_keys[code + 32]);
     uint64_t i = home(kept_keys[code]);
-    while (codes_[i].code >= 0) i = (i + 1) & mask;
-    codes_[i] = Code{kept_keys[code], static_cast<int64_t>(code)};
+    while (codes_[i].used()) i = (i + 1) & mask;
+    codes_[i] = Code::of(kept_keys[code], static_cast<int64_t>(code));
     ++coded_;
   }
 }

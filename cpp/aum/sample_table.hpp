@@ -117,9 +117,12 @@ class SampleTable {
   int64_t hashed() const;  // hashed ids that are samples
 
  private:
-  struct Code {
+  struct Code {  // all zeros: an empty entry (a new table is zeroed memory, nothing to fill)
     int64_t key;
-    int64_t code;  // -1: empty
+    int64_t stored;  // the code + 1; 0: empty
+    bool used() const { return stored != 0; }
+    int64_t code() const { return stored - 1; }
+    static Code of(int64_t key, int64_t code) { return Code{key, code + 1}; }
   };
 
   // Fibonacci hashing: one multiply, the top bits index a table of 2^bits entries.
@@ -133,12 +136,12 @@ class SampleTable {
   int64_t code_in_home_line(int64_t key) const {
     const Code* line = codes_.data() + home(key);
     // Masks, not `?:`: GCC turns the conditional form back into branches.
-    int64_t code = -1;  // an empty entry has code -1, so matching its stale key finds nothing
+    int64_t stored = 0;  // an empty entry stores 0, so matching its stale key finds nothing
     for (int k = 0; k < 4; ++k) {
       const int64_t match = -static_cast<int64_t>(line[k].key == key);
-      code = (line[k].code & match) | (code & ~match);
+      stored = (line[k].stored & match) | (stored & ~match);
     }
-    return code;
+    return stored - 1;
   }
   int64_t code_of(int64_t key);  // the slow path: probing, creating a hashed slot for a new key
   int64_t find_code(int64_t key) const;  // -1 if absent
@@ -171,6 +174,7 @@ class SampleTable {
   LineVector<Code> codes_;  // open addressing; a key's home is the first entry of a line
   unsigned shift_ = 64;
   size_t coded_ = 0;        // entries in codes_
+  bool mostly_new_ = true;  // whether the last batch's hashed ids were mostly new
   int64_t samples_ = 0;
   int64_t expected_ = 0;
   std::vector<int64_t> single_;
