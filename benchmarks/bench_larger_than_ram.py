@@ -37,6 +37,12 @@ CLASSES = 1000
 BATCH_ROWS = 4096  # 8 MB of float16 logits
 
 
+
+def aum_score_command() -> str:
+    """The `aum-score` script beside this interpreter (a venv not activated), else on PATH."""
+    beside = Path(sys.executable).parent / "aum-score"
+    return str(beside) if beside.exists() else "aum-score"
+
 def write_log(root: Path, gigabytes: float, samples: int, seed: int = 0) -> tuple[int, int]:
     """Epoch files until the logits reach ``gigabytes``; returns (rows, epochs)."""
     rng = np.random.default_rng(seed)
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(str(f) for f in log.glob("*.arrow"))
     size = sum(os.path.getsize(f) for f in files)
     rows = sum(count_rows(f) for f in files)
-    score = ["aum-score", "score", str(log), "--json", "-q", "--threads", str(args.threads)]
+    score = [aum_score_command(), "score", str(log), "--json", "-q", "--threads", str(args.threads)]
     windows = [float(w) for w in args.windows.split(",")]
     gb = size / 1e9
 

@@ -72,6 +72,12 @@ class Case:
         return self.logit_bytes / 1e9
 
 
+
+def aum_score_command() -> str:
+    """The `aum-score` script beside this interpreter (a venv not activated), else on PATH."""
+    beside = Path(sys.executable).parent / "aum-score"
+    return str(beside) if beside.exists() else "aum-score"
+
 def id_values(kind: str, samples: int, rng: np.random.Generator):
     if kind == "dense":
         return np.arange(samples, dtype=np.int64)
@@ -206,7 +212,7 @@ def aums(case: Case, threads: int) -> tuple[np.ndarray, np.ndarray]:
 def cli_seconds(path: Path, threads: int) -> float:
     start = time.perf_counter()
     subprocess.run(
-        ["aum-score", "score", str(path), "--json", "-q", "--threads", str(threads)],
+        [aum_score_command(), "score", str(path), "--json", "-q", "--threads", str(threads)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -216,7 +222,7 @@ def cli_seconds(path: Path, threads: int) -> float:
 def cli_peak_anon_mb(path: Path, threads: int) -> float:
     """Peak private (anonymous) memory of the command, sampled from /proc every 2 ms: the
     memory-mapped log is file-backed and not counted, as it can be evicted at any time."""
-    command = ["aum-score", "score", str(path), "--json", "-q", "--threads", str(threads)]
+    command = [aum_score_command(), "score", str(path), "--json", "-q", "--threads", str(threads)]
     return command_peak_anon_mb(command)[1]
 
 

@@ -152,10 +152,8 @@ bool StringIds::Entry::holds(std::string_view s, uint32_t hash_tag, const char* 
 
 // The string `code` into an empty entry of table_: `empty`, or probing from its home.
 void StringIds::place(int64_t code, std::string_view s, uint64_t hash, int64_t empty) {
-  uint64_t i = static_cast<uint64_t>(empty);
-  if (empty < 0)
-    for (i = home(hash); table_[i].used(); i = (i + 1) & mask_) {
-    }
+  uint64_t i = empty >= 0 ? static_cast<uint64_t>(empty) : home(hash);
+  while (empty < 0 && table_[i].used()) i = (i + 1) & mask_;
   Entry& e = table_[i];
   e.tag = static_cast<uint32_t>(hash >> 32);
   e.stored = static_cast<int32_t>(code + 1);
