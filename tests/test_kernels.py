@@ -545,6 +545,38 @@ def test_parallel_scatter_with_hashed_ids_new_and_displaced(expect, rng):
     assert len(ref) == n + 25_000
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_results_when_hashed_samples_come_out_of_their_codes_order(threads, rng):
+    """The result gather reads hashed slots in code order, guessing each sample's code; a
+    failed batch leaves codes behind, and a later batch that makes the same samples in another
+    order defeats the guesses (then the rest is looked up). Also a direct part that grows and
+    takes ids over, keeping the others in order. Results equal the reference throughout."""
+    n, classes = 70_000, 3
+    ids = rng.integers(-(2**62), 2**62, n)
+    y = rng.integers(0, classes, n)
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    acc = _core.Accumulator(classes, direct_table=0)
+    acc.add(z[:1000], y[:1000], ids[:1000], threads=threads)  # in order
+    bad = y.copy()
+    bad[500] = (bad[500] + 1) % classes  # conflicts with the first batch: the batch fails
+    with pytest.raises(ValueError):  # its new ids get codes in reverse order, and keep them
+        acc.add(np.vstack([z[1000:][::-1], z[:1]]), np.r_[y[1000:][::-1], bad[500]],
+                np.r_[ids[1000:][::-1], ids[500]], threads=threads)
+    order = np.r_[np.arange(1000), rng.permutation(np.arange(1000, n))]  # codes are reversed
+    acc.add(z[order[1000:]], y[order[1000:]], ids[order[1000:]], threads=threads)
+    m = reference_margins(z, y)
+    ref = {int(ids[i]): (int(y[i]), float(m[i]), 1) for i in range(n)}
+    keys, labels, sums, counts = acc.arrays(threads)
+    assert keys.tolist() == ids[order].tolist()
+    assert {k: (int(a), float(b), int(c)) for k, a, b, c in zip(keys.tolist(), labels, sums, counts)} == ref
+    # Small ids now: the direct part grows and takes them over; the hashed ones keep order.
+    small = rng.permutation(200_000)[:n]
+    acc.add(z, y, small, threads=threads)
+    keys, labels, sums, counts = acc.arrays(threads)
+    assert keys.tolist() == ids[order].tolist() + small.tolist()
+    assert sums[n:].tolist() == m.tolist() and acc.index_info()["direct_size"] > 0
+
+
 def test_epoch_tallies_exact_with_interleaved_epochs(rng):
     n, classes = 5000, 4
     z = rng.standard_normal((n, classes)).astype(np.float32)

@@ -91,28 +91,35 @@ SampleState Accumulator::state(int64_t key) const {
 }
 
 void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int threads) const {
-  // The refs of each thread's samples first (one lookup pass), then their slots with
-  // prefetching: samples come in order of first appearance, which is random order in the
-  // slots. With every id direct (ids 0..N-1, string codes) the keys are the refs.
+  // Samples come in order of first appearance: random order in the direct slots, whose lines
+  // are prefetched some samples ahead, and usually the order of the hashed slots, read in
+  // order (SampleTable::slot_in_order). When that order does not hold (a thread's guesses
+  // miss often), the rest of its samples' refs are looked up in one pass, then their slots
+  // read with prefetching.
   const int64_t n = num_slots();
   const bool direct = table_.all_direct();
-  std::vector<int64_t> looked_up(direct ? 0 : static_cast<size_t>(n));
+  std::vector<int64_t> looked_up(direct ? 0 : static_cast<size_t>(n));  // (pages used if needed)
   const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
   (void)team;  // unused without OpenMP
+  auto put = [&](int64_t i, const Slot* s) {
+    labels[i] = wide(s->label);
+    sums[i] = s->sum;
+    counts[i] = s->count;
+  };
 #pragma omp parallel num_threads(team)
   {
     const auto [begin, end] = my_rows(n);
-    const int64_t* refs = order_.data();
-    if (!direct) {
-      table_.refs_of(order_.data() + begin, end - begin, looked_up.data() + begin);
-      refs = looked_up.data();
+    int64_t i = begin, next = 0, missed = 0;
+    for (; i < end && missed * 16 <= i - begin + 1024; ++i) {
+      if (i + kAhead < end) table_.prefetch_if_direct(order_[i + kAhead]);
+      put(i, table_.slot_in_order(order_[i], next, missed));
     }
-    for (int64_t i = begin; i < end; ++i) {
-      if (i + kAhead < end) table_.prefetch_ref(refs[i + kAhead]);
-      const Slot* s = table_.at(refs[i]);
-      labels[i] = wide(s->label);
-      sums[i] = s->sum;
-      counts[i] = s->count;
+    if (i < end) {
+      table_.refs_of(order_.data() + i, end - i, looked_up.data() + i);
+      for (; i < end; ++i) {
+        if (i + kAhead < end) table_.prefetch_ref(looked_up[i + kAhead]);
+        put(i, table_.at(looked_up[i]));
+      }
     }
   }
 }

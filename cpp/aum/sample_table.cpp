@@ -91,17 +91,21 @@ __attribute__((noinline)) int64_t SampleTable::code_of(int64_t key) {
   for (uint64_t i = home(key);; i = (i + 1) & mask) {
     Code& c = codes_[i];
     if (!c.used()) {
-      const auto code = static_cast<int64_t>(hashed_.size());
-      if (per_slot_) hashed_sources_.emplace_back();  // first: if they throw, the table is unchanged
-      try {
-        hashed_.emplace_back();
-      } catch (...) {
-        if (per_slot_) hashed_sources_.pop_back();
-        throw;
+      const size_t code = hashed_.size();
+      // Room first (if that throws, the table is unchanged), then nothing below can fail.
+      if (code == hashed_.capacity() || code == hashed_keys_.capacity() ||
+          (per_slot_ && code == hashed_sources_.capacity())) {
+        const size_t room = std::max<size_t>(1024, 2 * code);
+        hashed_.reserve(room);
+        hashed_keys_.reserve(room);
+        if (per_slot_) hashed_sources_.reserve(room);
       }
-      c = Code::of(key, code);
+      hashed_.emplace_back();
+      hashed_keys_.push_back(key);
+      if (per_slot_) hashed_sources_.emplace_back();
+      c = Code::of(key, static_cast<int64_t>(code));
       ++coded_;
-      return code;
+      return static_cast<int64_t>(code);
     }
     if (c.key == key) return c.code();
   }
@@ -112,6 +116,7 @@ void SampleTable::grow_codes() {
   if (codes_.empty()) {  // the first hashed id: room for the expected samples at load 1/2
     while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
     hashed_.reserve(static_cast<size_t>(expected_));
+    hashed_keys_.reserve(static_cast<size_t>(expected_));
   }
   LineVector<Code> old(capacity);
   old.swap(codes_);
@@ -169,15 +174,16 @@ int64_t SampleTable::hashed() const {
 }
 
 // Grow the direct part to at least `top` slots. Hashed samples it now covers move in; the
-// hashed part is rebuilt without them (and without slots that are not samples). Slots do not
-// hold their ids: the code table says which id each hashed slot is.
+// hashed part is rebuilt without them (and without slots that are not samples), in the order
+// of their codes (see slot_in_order).
 void SampleTable::grow_direct(uint64_t top) {
   uint64_t size = direct_.empty() ? 1024 : direct_.size();
   while (size < top) size *= 2;
   // Everything that can fail (allocation) happens before anything changes.
-  std::vector<Code> live;  // (id, old code) of the hashed samples
+  std::vector<Code> live;  // (id, old code) of the hashed samples, in code order
   for (const Code& c : codes_)
     if (c.used() && hashed_[static_cast<size_t>(c.code())].count >= 0) live.push_back(c);
+  std::sort(live.begin(), live.end(), [](const Code& a, const Code& b) { return a.stored < b.stored; });
   size_t stay = 0;
   for (const Code& c : live) stay += static_cast<uint64_t>(c.key) >= size;
   LineVector<Slot> direct(size), kept;
@@ -210,17 +216,18 @@ void SampleTable::grow_direct(uint64_t top) {
   }
   hashed_.swap(kept);
   hashed_sources_.swap(kept_sources);
+  hashed_keys_.swap(kept_keys);
   codes_.swap(codes);
   coded_ = 0;
   unsigned bits = 0;
   while ((size_t{1} << bits) < codes_.size()) ++bits;
   shift_ = 64 - bits;
   const uint64_t mask = codes_.size() - 1;
-  for (size_t code = 0; code < kept_keys.size(); ++code) {
-    if (code + 32 < kept_keys.size()) prefetch_code(kept_keys[code + 32]);
-    uint64_t i = home(kept_keys[code]);
+  for (size_t code = 0; code < hashed_keys_.size(); ++code) {
+    if (code + 32 < hashed_keys_.size()) prefetch_code(hashed_keys_[code + 32]);
+    uint64_t i = home(hashed_keys_[code]);
     while (codes_[i].used()) i = (i + 1) & mask;
-    codes_[i] = Code::of(kept_keys[code], static_cast<int64_t>(code));
+    codes_[i] = Code::of(hashed_keys_[code], static_cast<int64_t>(code));
     ++coded_;
   }
 }

@@ -63,6 +63,25 @@ class SampleTable {
   void prefetch_ref(int64_t ref) const {
     prefetch(ref >= 0 ? direct_.data() + ref : hashed_.data() + ~ref);
   }
+  void prefetch_if_direct(int64_t key) const {
+    if (static_cast<uint64_t>(key) < direct_.size()) prefetch(direct_.data() + key);
+  }
+
+  // For a pass over the samples in order of first appearance, which is the order of the
+  // hashed ones' codes (they are made in row order, and a move keeps their order): the slot of
+  // `key`, trying the code `next` first and setting it to the code after the one found. So
+  // hashed slots are read in order, without a lookup; a wrong guess (after a roll-back left a
+  // gap, or when samples were made in another order) costs a lookup and adds 1 to `missed`.
+  const Slot* slot_in_order(int64_t key, int64_t& next, int64_t& missed) const {
+    if (static_cast<uint64_t>(key) < direct_.size()) return direct_.data() + key;
+    int64_t code = next;
+    if (static_cast<uint64_t>(code) >= hashed_keys_.size() || hashed_keys_[static_cast<size_t>(code)] != key) {
+      code = find_code(key);
+      ++missed;
+    }
+    next = code + 1;
+    return hashed_.data() + code;
+  }
 
   // The sample `key`, or null.
   const Slot* find(int64_t key) const;
@@ -168,6 +187,7 @@ class SampleTable {
   int64_t always_direct_;
   LineVector<Slot> direct_;
   LineVector<Slot> hashed_;
+  std::vector<int64_t> hashed_keys_;  // the id of each hashed slot
   int32_t uniform_source_ = kUnsetSource;  // every sample's source, while !per_slot_
   bool per_slot_ = false;
   std::vector<int32_t> direct_sources_, hashed_sources_;  // beside direct_ and hashed_ if per_slot_
