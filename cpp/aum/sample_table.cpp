@@ -48,11 +48,13 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
   if (codes_.empty()) grow_codes();
   // Known ids are looked up in parallel (the code table is only read); kMiss marks the others
   // (new ids, the few outside their home line), which are then coded in row order. While the
-  // batches bring mostly new ids (a first epoch), the lookup is left to the coding: it would
-  // miss nearly every time (measured: a third of a first epoch's refs_for).
+  // batches bring mostly new ids (a first epoch), and the expected samples are not all there,
+  // the lookup is left to the coding: it would miss nearly every time (measured: a third of a
+  // first epoch's refs_for).
   constexpr int64_t kMiss = std::numeric_limits<int64_t>::min();  // ~code of no code
   constexpr int64_t kAhead = 128;  // see Accumulator's kAhead
-  const bool look_up = coded_ > 0 && !mostly_new_;
+  const bool all_expected = expected_ > 0 && coded_ >= static_cast<size_t>(expected_);  // (a hint)
+  const bool look_up = coded_ > 0 && (!mostly_new_ || all_expected);
   const int team = rows >= (int64_t{1} << 15) && look_up ? resolve_threads(threads) : 1;
   (void)team;  // unused without OpenMP
 #pragma omp parallel num_threads(team)
