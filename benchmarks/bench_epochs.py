@@ -38,7 +38,8 @@ def measure(logs: Path, cases: list[str], threads: int, repeat: int) -> dict[str
             times = []
             for i in range(len(files)):
                 start = time.perf_counter()
-                accumulate_log(acc, files[i : i + 1], Sources(), slice(None), AddSettings(threads=threads))
+                settings = AddSettings(threads=threads)
+                accumulate_log(acc, files[i : i + 1], Sources(), slice(None), settings)
                 times.append(time.perf_counter() - start)
             start = time.perf_counter()
             acc.arrays()
@@ -53,8 +54,8 @@ def run_child(args: argparse.Namespace, package: str | None) -> dict[str, list[f
     env = dict(os.environ)
     if package:
         env["AUM_BENCH_PACKAGE"] = package
-    command = [sys.executable, __file__, "--child", "--logs", str(args.logs), "--cases", args.cases,
-               "--threads", str(args.threads), "--repeat", str(args.repeat)]
+    command = [sys.executable, __file__, "--child", "--logs", str(args.logs), "--cases"]
+    command += [args.cases, "--threads", str(args.threads), "--repeat", str(args.repeat)]
     done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout)
 
@@ -71,7 +72,7 @@ def use_package(path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--logs", type=Path, default=Path("/tmp/perf"), help="bench_perf's --workdir")
+    parser.add_argument("--logs", type=Path, default=Path("/tmp/perf"), help="bench_perf's workdir")
     parser.add_argument("--cases", default="c10-f32,c10-sparse,c10-string")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="best of N, in one process")
@@ -84,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             use_package(os.environ["AUM_BENCH_PACKAGE"])
         print(json.dumps(measure(args.logs, args.cases.split(","), args.threads, args.repeat)))
         return 0
-    builds = [("baseline", args.baseline), ("this tree", None)] if args.baseline else [("this tree", None)]
-    print(f"ms, best of {args.repeat} per process, {args.threads} threads: each epoch's file, then the gather\n")
+    builds = [("baseline", args.baseline)] if args.baseline else []
+    builds.append(("this tree", None))
+    print(f"ms, best of {args.repeat} per process, {args.threads} threads:", end=" ")
+    print("each epoch's file, then the gather\n")
     print("| build | log | first epoch | later epochs | gather | total |")
     print("|---|---|---:|---:|---:|---:|")
     for _ in range(args.rounds):

@@ -355,7 +355,8 @@ def test_new_string_ids_that_are_not_utf8_name_the_first_and_add_nothing(threads
     valid = [f"id_{i}_{'é' * (i % 3)}".encode() for i in range(n)]
     acc = _core.Accumulator(3, True)
     acc.intern(*byte_buffers_of(valid[:20_000]), threads=threads)  # known from now on
-    bad = [b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80", b"\xc0\xaf"]  # invalid, cut, surrogate, overlong
+    # invalid bytes, a cut sequence, a surrogate, an overlong form
+    bad = [b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80", b"\xc0\xaf"]
     for rows in ([45_000, 30_000], [20_001], [49_999, 49_998]):
         batch = list(valid)
         for k, r in enumerate(rows):
@@ -568,7 +569,8 @@ def test_results_when_hashed_samples_come_out_of_their_codes_order(threads, rng)
     ref = {int(ids[i]): (int(y[i]), float(m[i]), 1) for i in range(n)}
     keys, labels, sums, counts = acc.arrays(threads)
     assert keys.tolist() == ids[order].tolist()
-    assert {k: (int(a), float(b), int(c)) for k, a, b, c in zip(keys.tolist(), labels, sums, counts)} == ref
+    got = zip(keys.tolist(), labels, sums, counts)
+    assert {k: (int(a), float(b), int(c)) for k, a, b, c in got} == ref
     # Small ids now: the direct part grows and takes them over; the hashed ones keep order.
     small = rng.permutation(200_000)[:n]
     acc.add(z, y, small, threads=threads)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core, mapped_files, storage
+from .arrays import numpy_of
 from .errors import LogFormatError
 from .tables import refuse_repeated_columns
 
@@ -387,35 +388,6 @@ def open_log(logs: PathLike | Sequence[PathLike], first_position: int = 0) -> li
 # --- Arrow columns -> numpy views --------------------------------------------------------------
 
 
-_NUMPY_TYPES = {
-    pa.float16(): np.float16,
-    pa.float32(): np.float32,
-    pa.float64(): np.float64,
-    pa.uint16(): np.uint16,  # also bfloat16 bit patterns
-    pa.int8(): np.int8,
-    pa.int16(): np.int16,
-    pa.int32(): np.int32,
-    pa.int64(): np.int64,
-    pa.uint8(): np.uint8,
-    pa.uint32(): np.uint32,
-    pa.uint64(): np.uint64,
-}
-
-
-def _values_view(values: pa.Array) -> np.ndarray:
-    """Zero-copy numpy view of a primitive array without nulls. Not ``Array.to_numpy``: its
-    first call imports pandas, a fifth of a second of every ``aum-score`` run."""
-    dtype = _NUMPY_TYPES.get(values.type)
-    if dtype is None:  # e.g. dictionary-encoded ids
-        return values.to_numpy(zero_copy_only=False)
-    dtype = np.dtype(dtype)
-    if len(values) == 0:  # an empty array may have no data buffer
-        return np.empty(0, dtype)
-    return np.frombuffer(
-        values.buffers()[1], dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
-    )
-
-
 def logits_matrix(column: pa.Array, classes: int, where: str) -> np.ndarray:
     """rows x C view of a (fixed_size_)list<float> column, zero-copy when the column allows."""
     rows = len(column)
@@ -443,7 +415,7 @@ def logits_matrix(column: pa.Array, classes: int, where: str) -> np.ndarray:
     if values.null_count:
         flat = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
         raise LogFormatError(f"{where}: column 'logits' has a null value in row {flat // classes}")
-    array = _values_view(values)
+    array = numpy_of(values)
     if len(array) != rows * classes:
         raise LogFormatError(f"{where}: column 'logits' has an inconsistent length")
     return array.reshape(rows, classes)
@@ -458,7 +430,7 @@ def integer_column(
             row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise LogFormatError(f"{where}: column '{name}' is null in row {row}")
         column = column.cast(pa.int64()).fill_null(nulls_to)
-    array = _values_view(column)
+    array = numpy_of(column)
     if array.dtype == np.uint64 and len(array) and array.max() > np.iinfo(np.int64).max:
         row = int(np.argmax(array > np.iinfo(np.int64).max))
         raise LogFormatError(f"{where}: column '{name}' row {row} does not fit in int64")
@@ -499,7 +471,7 @@ def compact_margins(batch: pa.RecordBatch, where: str) -> np.ndarray:
         if column.null_count:
             row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise LogFormatError(f"{where}: column '{name}' is null in row {row}")
-    a, b = _values_view(label_logit), _values_view(other_logit)
+    a, b = numpy_of(label_logit), numpy_of(other_logit)
     work = np.float64 if np.float64 in (a.dtype, b.dtype) else np.float32
     with np.errstate(invalid="ignore", over="ignore"):
         return (a.astype(work) - b.astype(work)).astype(np.float64)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
+
+from .arrays import arrow_array, numpy_of
 
 # --epochs auto ends the window at the first epoch whose fitted fraction rises this far above its
 # lowest value so far (benchmarks/RESULTS.md: within ~1 F1 point of each run's best window, short
@@ -30,18 +31,21 @@ def monitor_table(tallies: dict) -> pa.Table:
     t_rows = tallies["tallied_rows"][keep]
     has_t = t_rows > 0
     safe = np.where(has_t, t_rows, 1)
+
+    def i64(values):
+        return arrow_array(np.asarray(values, np.int64))
+
+    def f64(values, mask=None):
+        return arrow_array(np.asarray(values, np.float64), mask)
+
     return pa.table(
         {
-            "epoch": pa.array(tallies["epoch"][keep], pa.int64()),
-            "rows": pa.array(rows, pa.int64()),
-            "mean_margin": pa.array(tallies["margin_sum"][keep] / rows, pa.float64()),
-            "threshold_rows": pa.array(t_rows, pa.int64()),
-            "threshold_fitted": pa.array(
-                tallies["tallied_fitted"][keep] / safe, pa.float64(), mask=~has_t
-            ),
-            "threshold_mean_margin": pa.array(
-                tallies["tallied_margin_sum"][keep] / safe, pa.float64(), mask=~has_t
-            ),
+            "epoch": i64(tallies["epoch"][keep]),
+            "rows": i64(rows),
+            "mean_margin": f64(tallies["margin_sum"][keep] / rows),
+            "threshold_rows": i64(t_rows),
+            "threshold_fitted": f64(tallies["tallied_fitted"][keep] / safe, ~has_t),
+            "threshold_mean_margin": f64(tallies["tallied_margin_sum"][keep] / safe, ~has_t),
         }
     )
 
@@ -51,9 +55,9 @@ def auto_window_end(monitor: pa.Table, rise: float = AUTO_RISE) -> int | None:
     window's first, whose fraction of fitted threshold samples is more than ``rise`` above the
     lowest fraction seen so far. Epoch 0's margins come from the random initialisation, so the
     first epoch only sets the baseline. None when no epoch qualifies (keep every epoch)."""
-    rows = monitor.filter(pa.compute.greater(monitor["threshold_rows"], 0))
-    epochs = rows.column("epoch").to_numpy()
-    fitted = rows.column("threshold_fitted").to_numpy(zero_copy_only=False).astype(float)
+    has = numpy_of(monitor["threshold_rows"]) > 0
+    epochs = numpy_of(monitor["epoch"])[has]
+    fitted = numpy_of(monitor["threshold_fitted"]).astype(float)[has]
     if len(fitted) < 2:
         return None
     lowest = np.minimum.accumulate(fitted)

@@ -63,7 +63,7 @@ def _write(table: pa.Table, where: str | pa.NativeFile, fmt: str) -> None:
         import pyarrow.csv as pacsv
 
         pacsv.write_csv(table, where)
-    else:
-        from pyarrow import feather
-
-        feather.write_feather(table, where, compression="uncompressed")
+    else:  # Arrow IPC file (Feather v2), uncompressed; not feather.write_feather, which
+        # imports pandas to see whether `table` is a DataFrame (see arrays.numpy_of)
+        with pa.ipc.new_file(where, table.schema) as writer:
+            writer.write_table(table)

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _core
+from .arrays import arrow_array
 from .memorisation import monitor_table
 from .outputs import write_table
 from .thresholds import bootstrap_thresholds, flag_mislabeled, flag_rates, fragility_warning
@@ -105,15 +106,15 @@ def build_result(
     ids = (
         string_array(*accumulator.string_buffers(keys, threads))
         if accumulator.string_ids
-        else pa.array(keys, pa.int64())
+        else arrow_array(np.asarray(keys, np.int64))
     )
     columns = {
         "sample_id": ids,
-        "label": pa.array(labels, pa.int64()),
-        "aum": pa.array(aum, pa.float64()),
-        "count": pa.array(counts, pa.int64()),
-        "threshold_sample": pa.array(is_threshold, pa.bool_()),
-        "mislabeled": pa.array(flags, pa.bool_(), mask=undefined),
+        "label": arrow_array(np.asarray(labels, np.int64)),
+        "aum": arrow_array(np.asarray(aum, np.float64)),
+        "count": arrow_array(np.asarray(counts, np.int64)),
+        "threshold_sample": arrow_array(np.asarray(is_threshold, bool)),
+        "mislabeled": arrow_array(np.asarray(flags, bool), undefined),
     }
     # Sorted: the resamples then depend on the AUMs alone, not on the order in which samples
     # were first seen (a distributed run sees them in another order).
@@ -121,7 +122,7 @@ def build_result(
     interval = None
     if len(cutoffs):
         rates = flag_rates(aum, cutoffs)
-        columns["flag_rate"] = pa.array(rates, pa.float64(), mask=undefined)
+        columns["flag_rate"] = arrow_array(np.asarray(rates, np.float64), undefined)
         interval = [float(np.quantile(cutoffs, 0.025)), float(np.quantile(cutoffs, 0.975))]
     monitor = monitor_table(accumulator.epoch_tallies())
     rows = int(accumulator.rows_added)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import storage
+from .arrays import numpy_of
 from .errors import LogFormatError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".arrow", ".feather", ".arrows", ".ipc")
@@ -152,7 +153,7 @@ def int_column(table: pa.Table, path: str | os.PathLike, name: str) -> np.ndarra
     row = first_null_row(column)
     if row is not None:
         raise LogFormatError(f"{os.fspath(path)}: column '{name}' is null in row {row}")
-    return column.to_numpy().astype(np.int64)
+    return numpy_of(column).astype(np.int64)
 
 
 def bool_column(table: pa.Table, path: str | os.PathLike, name: str) -> pa.Array:
