@@ -91,3 +91,23 @@ def test_score_command_does_not_import_pandas(tmp_path):
     for args in runs:
         done = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True)
         assert done.returncode == 0, (args, done.stderr[-2000:])
+
+
+@pytest.mark.parametrize("kind", ["fixed", "list", "large_list"])
+def test_logits_matrix_of_sliced_and_chunked_columns(kind, rng):
+    """Rows x C views of logits columns that start inside their buffers (a slice) or come in
+    chunks: the same rows as the numpy matrix they were built from."""
+    from aum_score.logs import logits_matrix
+
+    z = rng.standard_normal((50, 4)).astype(np.float32)
+    flat = pa.array(z.ravel())
+    if kind == "fixed":
+        column = pa.FixedSizeListArray.from_arrays(flat, 4)
+    else:
+        offsets = np.arange(0, 201, 4, dtype=np.int32 if kind == "list" else np.int64)
+        make = pa.ListArray if kind == "list" else pa.LargeListArray
+        column = make.from_arrays(pa.array(offsets), flat)
+    np.testing.assert_array_equal(logits_matrix(column, 4, "x"), z)
+    np.testing.assert_array_equal(logits_matrix(column.slice(7, 20), 4, "x"), z[7:27])
+    chunked = pa.chunked_array([column.slice(0, 10), column.slice(10, 40)])
+    np.testing.assert_array_equal(logits_matrix(chunked, 4, "x"), z)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import LogFormatError
 from .tables import bool_column, id_column, require_columns
@@ -61,6 +60,8 @@ def filter_result(
     or no threshold samples at all) keeps it. With ``batch_size`` B, also suggests
     round(B x kept fraction): 256 becomes 192 when 25% are removed.
     """
+    import pyarrow.compute as pc  # here, not at the top: 60 ms of every command's start-up
+
     require_columns(result, result_name, "sample_id", flag_column)
     if result.num_rows == 0:
         raise LogFormatError(f"{result_name}: no samples")

@@ -401,9 +401,10 @@ def logits_matrix(column: pa.Array, classes: int, where: str) -> np.ndarray:
             raise LogFormatError(
                 f"{where}: column 'logits' has {column.type.list_size} classes, expected {classes}"
             )
-        values = column.flatten()
+        # Not flatten(): it imports pyarrow.compute, 60 ms of every start-up (no nulls here).
+        values = column.values.slice(column.offset * classes, rows * classes)
     else:
-        offsets = column.offsets.to_numpy()
+        offsets = numpy_of(column.offsets)
         lengths = np.diff(offsets)
         bad = np.flatnonzero(lengths != classes)
         if len(bad):
@@ -411,7 +412,7 @@ def logits_matrix(column: pa.Array, classes: int, where: str) -> np.ndarray:
                 f"{where}: column 'logits' row {int(bad[0])} has {int(lengths[bad[0]])} values, "
                 f"expected {classes}"
             )
-        values = column.flatten()
+        values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
     if values.null_count:
         flat = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
         raise LogFormatError(f"{where}: column 'logits' has a null value in row {flat // classes}")
