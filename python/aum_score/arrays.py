@@ -1,4 +1,5 @@
-"""Array-likes from any framework -> numpy, without importing the framework."""
+"""Array-likes from any framework -> numpy, without importing the framework; numpy <-> Arrow
+without importing pandas."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)  # tf EagerTensor, jax Array, pandas, lists all implement __array__
 
 
+# Not ``to_numpy``, ``pa.array`` or ``pa.scalar``: the first of any of them in a process imports
+# pandas if it is installed (pyarrow checks for pandas objects), a quarter of a second of every
+# ``aum-score`` run. The two below read and write the buffers instead.
 _ARROW_TYPES = {
     np.dtype(np.int64): pa.int64(),
     np.dtype(np.int32): pa.int32(),
@@ -35,7 +39,7 @@ _ARROW_TYPES = {
 
 def arrow_array(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     """An Arrow array of a 1-D numpy array (int32/64, float32/64, bool; ``mask`` True: null),
-    built from its buffers (see the note above ``numpy_of``)."""
+    built from its buffers."""
     values = np.ascontiguousarray(values)
     n = len(values)
     validity = None
@@ -54,9 +58,6 @@ def arrow_array(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     return pa.Array.from_buffers(arrow_type, n, [validity, pa.py_buffer(values)], null_count=nulls)
 
 
-# Not ``to_numpy``, ``pa.array`` or ``pa.scalar``: the first of any of them in a process imports
-# pandas if it is installed (pyarrow checks for pandas objects), a quarter of a second of every
-# ``aum-score`` run. The two below read and write the buffers instead.
 _NUMPY_TYPES = {
     pa.float16(): np.float16,
     pa.float32(): np.float32,
