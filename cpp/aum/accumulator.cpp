@@ -1,6 +1,7 @@
 #include "aum/accumulator.hpp"
 
 #include <cmath>
+#include <memory>
 
 #include <stdexcept>
 #include <utility>
@@ -98,7 +99,8 @@ void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int thr
   // read with prefetching.
   const int64_t n = num_slots();
   const bool direct = table_.all_direct();
-  std::vector<int64_t> looked_up(direct ? 0 : static_cast<size_t>(n));  // (pages used if needed)
+  // (Not a vector, which would zero it: its pages are only touched where a thread needs them.)
+  std::unique_ptr<int64_t[]> looked_up(direct ? nullptr : new int64_t[static_cast<size_t>(n)]);
   const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
   (void)team;  // unused without OpenMP
   auto put = [&](int64_t i, const Slot* s) {
@@ -115,7 +117,7 @@ void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int thr
       put(i, table_.slot_in_order(order_[i], next, missed));
     }
     if (i < end) {
-      table_.refs_of(order_.data() + i, end - i, looked_up.data() + i);
+      table_.refs_of(order_.data() + i, end - i, looked_up.get() + i);
       for (; i < end; ++i) {
         if (i + kAhead < end) table_.prefetch_ref(looked_up[i + kAhead]);
         put(i, table_.at(looked_up[i]));
