@@ -609,6 +609,36 @@ def test_epoch_tallies_exact_with_interleaved_epochs(rng):
     assert acc.rows_skipped == 1
 
 
+@pytest.mark.parametrize("classes", [3, 10, 40])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_labels_outside_the_classes_are_caught_by_the_margins(level, classes, threads, rng):
+    """The margin kernels, not a pass of their own, catch labels outside [0, C): the row is not
+    read and the batch fails on the first such row, NaN rows being skipped or not, in the
+    block's middle and in its last rows (read without whole vectors), at every SIMD level.
+    Margins computed elsewhere (add_margins) are checked the same way."""
+    n = 20_000  # parallel margins on 2 threads
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    ids = np.arange(n)
+    z[5, 1] = np.nan
+    for bad_row, bad_label in [(n // 2, classes), (n - 1, -3), (n - 2, 2**40)]:
+        yy = y.copy()
+        yy[bad_row] = bad_label
+        yy[bad_row + 1 :] = classes + 7  # later bad rows: the first one is named
+        for skip in (False, True):
+            acc = _core.Accumulator(classes)
+            with pytest.raises(ValueError) as info:
+                acc.add(z, yy, ids, threads=threads, skip_nonfinite=skip)
+            assert info.value.args[1] == bad_row and "outside" in info.value.args[0]
+            assert acc.num_slots == 0
+            with pytest.raises(ValueError) as info:
+                acc.add_margins(reference_margins(z, y), yy, ids, skip_nonfinite=skip)
+            assert info.value.args[1] == bad_row and acc.num_slots == 0
+    acc = _core.Accumulator(classes)  # and with good labels, the NaN row is the only one skipped
+    acc.add(z, y, ids, threads=threads, skip_nonfinite=True)
+    assert acc.rows_skipped == 1 and acc.num_slots == n
+
+
 @pytest.mark.parametrize("kind", ["dense", "sparse", "string"])
 def test_failed_add_changes_nothing(kind, rng):
     classes = 5

@@ -34,8 +34,8 @@ std::string label_conflict(const std::string& sample, int64_t here, int64_t befo
 int64_t wide(int32_t label) { return label == kNoLabel32 ? kNoLabel : label; }
 
 // The first row whose label is neither kNoLabel nor in [0, classes), or -1; counts the rows
-// without a label. The common all-good case is one branch-free pass, on `threads` threads for a
-// big batch (it is bound by reading the labels).
+// without a label. Only for a batch with NaN margins (the kernels catch such labels). The
+// all-good case is one branch-free pass, on `threads` threads for a big batch.
 int64_t first_bad_label(const int64_t* labels, int64_t rows, int64_t classes, int64_t& unlabeled,
                         int threads) {
   int bad = 0;
@@ -435,6 +435,11 @@ void Accumulator::join_new_samples() {
 // prepare_source): usually nothing to write, as all labels come from one place; else a random
 // write per new sample, prefetched here, where in the row loop each would have waited.
 void Accumulator::set_new_sources(int32_t source) {
+  if (!table_.sources_per_slot() && !new_slots_.empty()) {  // one value for all: set it once
+    table_.set_source(new_slots_.front(), source);
+    new_slots_.clear();
+    return;
+  }
   constexpr size_t kAheadSources = 64;
   for (size_t i = 0; i < new_slots_.size(); ++i) {
     if (i + kAheadSources < new_slots_.size()) table_.prefetch_source(new_slots_[i + kAheadSources]);
@@ -463,10 +468,11 @@ void Accumulator::roll_back() {
 }
 
 // All-or-nothing: every pass that changes the state either completes or is undone.
-//  - Every row labelled (the usual case): margins first (parallel), then one pass that checks
-//    labels and adds margins. If a row is NaN/inf and that is an error, a validate pass first
-//    reports any label error (it comes first, as rows are checked in order), then the NaN row.
-//  - Some rows without a label: validate (learning those rows' labels), margins, scatter.
+//  - Every row labelled (the usual case): margins first (parallel; they also catch labels
+//    outside [0, classes)), then one pass that checks labels against the samples' and adds
+//    margins. If a row is NaN/inf and that is an error, a validate pass first reports any
+//    label error (it comes first, as rows are checked in order), then the NaN row.
+//  - Some rows without a label: validate (learning those rows' labels), margins again, scatter.
 AddStats Accumulator::add(const LogitBlock& block, const int64_t* labels, const int64_t* keys,
                           const AddOptions& options) {
   if (block.classes != classes_)
@@ -482,13 +488,14 @@ AddStats Accumulator::add(const LogitBlock& block, const int64_t* labels, const 
 AddStats Accumulator::add_margins(const double* margins, int64_t rows, const int64_t* labels,
                                   const int64_t* keys, const AddOptions& options) {
   // Margins computed elsewhere (a compact log): a non-finite one marks its row as the kernel
-  // marks a row holding NaN/inf.
-  return add_rows(rows, labels, keys, options, [&](const int64_t*, double* out) {
+  // marks a row holding NaN/inf, and as it marks a row whose label is missing or outside.
+  return add_rows(rows, labels, keys, options, [&](const int64_t* row_labels, double* out) {
     int64_t nonfinite = 0;
     for (int64_t r = 0; r < rows; ++r) {
-      const bool finite = std::isfinite(margins[r]);
-      out[r] = finite ? margins[r] : std::numeric_limits<double>::quiet_NaN();
-      nonfinite += finite ? 0 : 1;
+      const bool ok = std::isfinite(margins[r]) &&
+                      static_cast<uint64_t>(row_labels[r]) < static_cast<uint64_t>(classes_);
+      out[r] = ok ? margins[r] : std::numeric_limits<double>::quiet_NaN();
+      nonfinite += ok ? 0 : 1;
     }
     return nonfinite;
   });
@@ -498,15 +505,11 @@ template <typename FillMargins>
 AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_t* keys,
                                const AddOptions& options, FillMargins fill_margins) {
   if (rows <= 0) return AddStats{};
-  int64_t unlabeled = 0;
-  const int64_t bad = first_bad_label(labels, rows, classes_, unlabeled, options.threads);
-  if (bad >= 0) throw RowError(outside(labels[bad], classes_), bad);
-
+  const size_t n = static_cast<size_t>(rows);
   new_samples_.clear();
   new_slots_.clear();
-  make_room(new_samples_, static_cast<size_t>(rows));
-  make_room(new_slots_, static_cast<size_t>(rows));
-  const size_t n = static_cast<size_t>(rows);
+  make_room(new_samples_, n);
+  make_room(new_slots_, n);
   row_margins_.resize(n);
   sum_undo_.resize(n);
   label_undo_.clear();
@@ -514,13 +517,22 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
   AddStats stats;
   try {
     const int64_t* refs = table_.refs_for(keys, rows, row_refs_, options.threads);
+    // A missing label or one outside [0, classes) gives its row a NaN margin, so the labels
+    // are only scanned for a batch with NaN margins (a pass fewer for the others). Margins
+    // right before the scatter: it reads them from cache.
+    int64_t nonfinite = fill_margins(labels, row_margins_.data());
+    int64_t unlabeled = 0;
+    if (nonfinite > 0) {
+      const int64_t bad = first_bad_label(labels, rows, classes_, unlabeled, options.threads);
+      if (bad >= 0) throw RowError(outside(labels[bad], classes_), bad);
+    }
     const int64_t* row_labels = labels;
-    if (unlabeled > 0) {
+    if (unlabeled > 0) {  // learn those rows' labels, then their margins
       row_labels_.resize(n);
       run_pass<Pass::validate>(labels, keys, refs, rows, options, row_labels_.data(), nullptr);
       row_labels = row_labels_.data();
+      nonfinite = fill_margins(row_labels, row_margins_.data());
     }
-    const int64_t nonfinite = fill_margins(row_labels, row_margins_.data());
     if (nonfinite > 0 && !options.skip_nonfinite) {
       if (unlabeled == 0)
         run_pass<Pass::validate>(labels, keys, refs, rows, options, nullptr, nullptr);

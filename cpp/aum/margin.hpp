@@ -24,14 +24,14 @@ void check_block(const LogitBlock& block, const int64_t* labels);
 // Margin of every row into margins[row]. Arithmetic is float32 for float16/bfloat16/float32
 // logits (as the reference library computes it on float32 tensors) and float64 for float64.
 // A row holding a NaN or an infinity gets a NaN margin (a row of finite logits never does: the
-// difference of two finite values is finite or +-inf). Returns the number of such rows.
-// Labels must already be checked. Parallel over rows with `threads` threads (0: all) when the
-// block is large enough to pay for it.
+// difference of two finite values is finite or +-inf), and so does a row whose label is
+// outside [0, classes) (the row is not read). Returns the number of NaN margins. Parallel over
+// rows with `threads` threads (0: all) when the block is large enough to pay for it.
 int64_t compute_margins(const LogitBlock& block, const int64_t* labels, double* margins,
                         int threads);
 
 namespace detail {
-// Margins of rows [begin, end); returns how many rows are not finite. One per instruction set.
+// Margins of rows [begin, end); returns how many are NaN. One per instruction set.
 using MarginRows = int64_t (*)(const LogitBlock&, const int64_t* labels, int64_t begin,
                                int64_t end, double* margins);
 MarginRows margin_rows_portable(DType dtype);

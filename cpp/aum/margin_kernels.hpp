@@ -59,10 +59,16 @@ inline double row_margin(const typename V::T* z, int64_t classes, int64_t y) {
   return static_cast<double>(margin);
 }
 
+// A label outside [0, C) (kNoLabel included): the row is not read, its margin is NaN.
+inline bool outside(int64_t y, int64_t classes) {
+  return static_cast<uint64_t>(y) >= static_cast<uint64_t>(classes);
+}
+
 template <class V>
 int64_t rows_of(const LogitBlock& b, const int64_t* labels, int64_t begin, int64_t end,
                 double* margins) {
   const auto* base = static_cast<const typename V::T*>(b.data);
+  const double nan = __builtin_nan("");
   int64_t bad = 0;
   if constexpr (V::kWhole > 0) {
     if (b.classes <= V::kWhole) {
@@ -75,12 +81,18 @@ int64_t rows_of(const LogitBlock& b, const int64_t* labels, int64_t begin, int64
       in_block = in_block < begin ? begin : in_block > end ? end : in_block;
       int64_t r = begin;
       for (; r < in_block; ++r) {
-        const double m = V::template whole<true>(base + r * b.row_stride, b.classes, labels[r]);
+        const int64_t y = labels[r];
+        const double m = outside(y, b.classes)
+                             ? nan
+                             : V::template whole<true>(base + r * b.row_stride, b.classes, y);
         margins[r] = m;
         bad += m != m;
       }
       for (; r < end; ++r) {
-        const double m = V::template whole<false>(base + r * b.row_stride, b.classes, labels[r]);
+        const int64_t y = labels[r];
+        const double m = outside(y, b.classes)
+                             ? nan
+                             : V::template whole<false>(base + r * b.row_stride, b.classes, y);
         margins[r] = m;
         bad += m != m;
       }
@@ -88,7 +100,8 @@ int64_t rows_of(const LogitBlock& b, const int64_t* labels, int64_t begin, int64
     }
   }
   for (int64_t r = begin; r < end; ++r) {
-    const double m = row_margin<V>(base + r * b.row_stride, b.classes, labels[r]);
+    const int64_t y = labels[r];
+    const double m = outside(y, b.classes) ? nan : row_margin<V>(base + r * b.row_stride, b.classes, y);
     margins[r] = m;
     bad += m != m;
   }

@@ -100,6 +100,7 @@ class SampleTable {
   // value for all samples while their labels all come from one place (a run's first file, or
   // its labels file): an array beside the slots only once they do not.
   int32_t source(const Slot* slot) const { return per_slot_ ? source_at(slot) : uniform_source_; }
+  bool sources_per_slot() const { return per_slot_; }
   // Makes sure that set_source(..., source) needs no allocation: call first, as it may throw.
   void prepare_source(int32_t source);
   // Records `source` for `slot` (after prepare_source(source); never throws).
