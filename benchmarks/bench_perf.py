@@ -205,8 +205,8 @@ def aums(case: Case, threads: int) -> tuple[np.ndarray, np.ndarray]:
     acc = _core.Accumulator(files[0].classes, files[0].string_ids)
     expect_samples(acc, files[0])  # as score() does
     accumulate_log(acc, files, Sources(), slice(None), AddSettings(threads=threads))
-    keys, _, sums, counts = acc.arrays()
-    return keys, sums / counts
+    keys, _, aums, _ = acc.aums()  # AUM = sum / count, as score() takes it
+    return keys, aums
 
 
 def cli_seconds(path: Path, threads: int) -> float:
@@ -419,7 +419,7 @@ def report(cases: list[Case], args, startup: dict) -> str:
         "",
         "- floor: memory-mapped read of every logits buffer, xor of every byte, one thread.",
         "- AUMs: what numpy computes, by aum-score: read the log, margins, per-sample sums and "
-        "counts, AUM (`accumulate_log` + `Accumulator.arrays()`). score(): the public API, which "
+        "counts, AUM (`accumulate_log` + `Accumulator.aums()`). score(): the public API, which "
         "also builds the sorted result table, cut-off and summary. Both best of 1 and 2 threads "
         "where not said.",
         "- `aum-score` command: `aum-score score LOG --json -q --threads 2`, wall time minus its "

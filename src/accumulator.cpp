@@ -17,6 +17,22 @@ py::array_t<T> to_numpy(const std::vector<T>& values) {
   return out;
 }
 
+// (keys, labels, sums or AUMs, counts), all filled on the gather's threads.
+py::tuple gathered(const aum::Accumulator& self, int threads, bool aums) {
+  const auto n = static_cast<py::ssize_t>(self.keys().size());
+  py::array_t<int64_t> keys(n), labels(n), counts(n);
+  py::array_t<double> sums(n);
+  int64_t* k = keys.mutable_data();
+  int64_t* l = labels.mutable_data();
+  int64_t* c = counts.mutable_data();
+  double* s = sums.mutable_data();
+  {
+    py::gil_scoped_release release;
+    self.gather(l, s, c, threads, k, aums);
+  }
+  return py::make_tuple(keys, labels, sums, counts);
+}
+
 // The options add and add_margins share, checked against the batch's rows.
 aum::AddOptions add_options(int64_t rows, int32_t source, bool skip_nonfinite,
                             bool allow_label_changes, int threads, int64_t epoch,
@@ -190,23 +206,14 @@ void register_accumulator(py::module_& m) {
                     return aum::Accumulator::deserialize(view.data(), view.size());
                   })
       .def(
-          "arrays",
-          [](const aum::Accumulator& self, int threads) {
-            const auto& keys = self.keys();
-            const auto n = static_cast<py::ssize_t>(keys.size());
-            py::array_t<int64_t> labels(n), counts(n);
-            py::array_t<double> sums(n);
-            int64_t* l = labels.mutable_data();
-            int64_t* c = counts.mutable_data();
-            double* s = sums.mutable_data();
-            {
-              py::gil_scoped_release release;
-              self.gather(l, s, c, threads);
-            }
-            return py::make_tuple(to_numpy(self.keys()), labels, sums, counts);
-          },
+          "arrays", [](const aum::Accumulator& self, int threads) { return gathered(self, threads, false); },
           py::arg("threads") = 0,
           "(keys, labels, sums, counts) of every sample slot, in order of first appearance.")
+      .def(
+          "aums", [](const aum::Accumulator& self, int threads) { return gathered(self, threads, true); },
+          py::arg("threads") = 0,
+          "(keys, labels, aums, counts) of every sample slot, in order of first appearance; "
+          "aum = sum / count, NaN for a sample without margins.")
       .def(
           "epoch_tallies",
           [](const aum::Accumulator& self) {

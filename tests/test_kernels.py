@@ -791,13 +791,19 @@ def test_floors():
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 def test_arrays_on_threads_equal_one_thread(kind, rng):
     """Enough samples for the gather to run on threads (sparse ids also look up their slots
-    there): the same arrays, in order of first appearance."""
+    there): the same arrays, in order of first appearance; aums() divides as numpy does."""
     n = 100_000
     ids = rng.permutation(n) if kind == "dense" else rng.integers(-(2**62), 2**62, n)
     acc = _core.Accumulator(3, False)
     acc.add(rng.standard_normal((n, 3)).astype(np.float32), rng.integers(0, 3, n), ids)
+    acc.set_labels(np.array([-5, 2**40]), np.array([1, 2]), 0)  # two samples without margins
     one = acc.arrays(1)
-    np.testing.assert_array_equal(one[0], ids)
-    for threads in (2, 3):
+    np.testing.assert_array_equal(one[0], np.r_[ids, -5, 2**40])
+    keys, labels, sums, counts = one
+    with np.errstate(invalid="ignore"):
+        aums = sums / counts  # NaN for the samples without margins
+    for threads in (1, 2, 3):
         for a, b in zip(acc.arrays(threads), one):
             np.testing.assert_array_equal(a, b)
+        for a, b in zip(acc.aums(threads), (keys, labels, aums, counts)):
+            np.testing.assert_array_equal(a, b)  # bit for bit, NaN where numpy has NaN

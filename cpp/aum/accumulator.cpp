@@ -4,6 +4,7 @@
 #include <memory>
 
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include "aum/errors.hpp"
@@ -91,7 +92,8 @@ SampleState Accumulator::state(int64_t key) const {
   return SampleState{wide(s->label), s->sum, s->count};
 }
 
-void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int threads) const {
+void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int threads,
+                         int64_t* keys_out, bool aums) const {
   // Samples come in order of first appearance: random order in the direct slots, whose lines
   // are prefetched some samples ahead, and usually the order of the hashed slots, read in
   // order (SampleTable::slot_in_order). When that order does not hold (a thread's guesses
@@ -103,27 +105,37 @@ void Accumulator::gather(int64_t* labels, double* sums, int64_t* counts, int thr
   std::unique_ptr<int64_t[]> looked_up(direct ? nullptr : new int64_t[static_cast<size_t>(n)]);
   const int team = n >= (int64_t{1} << 16) ? resolve_threads(threads) : 1;
   (void)team;  // unused without OpenMP
-  auto put = [&](int64_t i, const Slot* s) {
-    labels[i] = wide(s->label);
-    sums[i] = s->sum;
-    counts[i] = s->count;
-  };
+  auto run = [&](auto as_aums) {  // the loops compiled for sums and for AUMs
+    auto put = [&](int64_t i, const Slot* s) {
+      labels[i] = wide(s->label);
+      if constexpr (decltype(as_aums)::value)
+        sums[i] = s->sum / s->count;
+      else
+        sums[i] = s->sum;
+      counts[i] = s->count;
+      if (keys_out) keys_out[i] = order_[i];
+    };
 #pragma omp parallel num_threads(team)
-  {
-    const auto [begin, end] = my_rows(n);
-    int64_t i = begin, next = 0, missed = 0;
-    for (; i < end && missed * 16 <= i - begin + 1024; ++i) {
-      if (i + kAhead < end) table_.prefetch_if_direct(order_[i + kAhead]);
-      put(i, table_.slot_in_order(order_[i], next, missed));
-    }
-    if (i < end) {
-      table_.refs_of(order_.data() + i, end - i, looked_up.get() + i);
-      for (; i < end; ++i) {
-        if (i + kAhead < end) table_.prefetch_ref(looked_up[i + kAhead]);
-        put(i, table_.at(looked_up[i]));
+    {
+      const auto [begin, end] = my_rows(n);
+      int64_t i = begin, next = 0, missed = 0;
+      for (; i < end && missed * 16 <= i - begin + 1024; ++i) {
+        if (i + kAhead < end) table_.prefetch_if_direct(order_[i + kAhead]);
+        put(i, table_.slot_in_order(order_[i], next, missed));
+      }
+      if (i < end) {
+        table_.refs_of(order_.data() + i, end - i, looked_up.get() + i);
+        for (; i < end; ++i) {
+          if (i + kAhead < end) table_.prefetch_ref(looked_up[i + kAhead]);
+          put(i, table_.at(looked_up[i]));
+        }
       }
     }
-  }
+  };
+  if (aums)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
 }
 
 void Accumulator::expect_samples(int64_t samples) {

@@ -94,8 +94,10 @@ class Accumulator {
   const std::vector<int64_t>& keys() const { return order_; }
   SampleState state(int64_t key) const;
   // Every sample's label (kNoLabel if unknown), sum and count, in the order of keys(), on
-  // `threads` threads (0: all) for many samples.
-  void gather(int64_t* labels, double* sums, int64_t* counts, int threads = 0) const;
+  // `threads` threads (0: all) for many samples. With `keys_out`, also keys() copied there;
+  // with `aums`, sums holds each sample's AUM instead (sum / count: NaN without margins).
+  void gather(int64_t* labels, double* sums, int64_t* counts, int threads = 0,
+              int64_t* keys_out = nullptr, bool aums = false) const;
   const std::map<int64_t, EpochTally>& epoch_tallies() const { return tallies_; }
   const SampleTable& table() const { return table_; }
   StringIds& strings() { return strings_; }

@@ -73,6 +73,12 @@ class Accumulator:
     ) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]
     ]: ...
+    def aums(
+        self,
+        threads: int = 0,
+    ) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]
+    ]: ...
     @property
     def classes(self) -> int: ...
     @property

@@ -80,11 +80,10 @@ def build_result(
 
     ``run_threshold_aums``: when the accumulator is one shard of a distributed run, the whole
     run's threshold-sample AUMs, from which the cut-off, flags and flag rates are computed."""
-    keys, labels, sums, counts = accumulator.arrays(threads)
+    keys, labels, aum, counts = accumulator.aums(threads)  # aum = sum / count, on threads
     scored = counts > 0  # samples only named in a labels file have no margins
     if not scored.all():
-        keys, labels, sums, counts = keys[scored], labels[scored], sums[scored], counts[scored]
-    aum = sums / counts
+        keys, labels, aum, counts = keys[scored], labels[scored], aum[scored], counts[scored]
     # The rows in result order first (= np.argsort(aum, kind="stable"), by radix sort): every
     # column below is then computed in that order, without a gather of its own.
     order = _core.stable_argsort(aum, threads)
