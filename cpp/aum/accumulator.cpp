@@ -179,10 +179,7 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
       const int64_t key = keys[r];
       Slot* slot = table_.at(refs[r]);
       const bool created = table_.activate(slot);
-      if (created) {  // room was made: cannot throw
-        new_samples_.push_back(key);
-        new_slots_.push_back(slot);
-      }
+      if (created) new_samples_.push_back(key);  // room was made: cannot throw
       int64_t label = labels[r];
       if (label == kNoLabel) {
         if (slot->label == kNoLabel32)
@@ -372,7 +369,7 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
     for (const LabelUndo& changed : parts_[static_cast<size_t>(t)].label_undo)
       table_.set_source(table_.at(changed.ref), options.source);
   // New samples in row order: the threads' lists (each in row order) merged. Nothing here
-  // allocates (new_samples_ and new_slots_ have room): the batch is in, this cannot throw.
+  // allocates (new_samples_ has room): the batch is in, this cannot throw.
   for (int t = 0; t < team; ++t) parts_[static_cast<size_t>(t)].merged = 0;
   for (;;) {
     Part* from = nullptr;
@@ -385,7 +382,6 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
     if (from == nullptr) break;
     ++from->merged;
     new_samples_.push_back(keys[first]);
-    new_slots_.push_back(table_.at(refs[first]));
   }
   table_.add_samples(static_cast<int64_t>(new_samples_.size()) - new_before);
   for (int t = 0; t < team; ++t) stats->skipped += parts_[static_cast<size_t>(t)].skipped;
@@ -437,34 +433,29 @@ void Accumulator::undo_scatter(const int64_t* refs, int64_t rows_done) {
   }
 }
 
-// The batch's new samples join the others (the one allocation that may fail comes first).
+// The batch's new samples join the others (the one allocation that may fail); the list is
+// kept for set_new_sources, or for roll_back if this fails.
 void Accumulator::join_new_samples() {
   order_.insert(order_.end(), new_samples_.begin(), new_samples_.end());
-  new_samples_.clear();
 }
 
 // The label source of the samples a batch created, recorded once the batch is in (after
-// prepare_source): usually nothing to write, as all labels come from one place; else a random
-// write per new sample, prefetched here, where in the row loop each would have waited.
+// prepare_source): usually one value for all, set once; else a write per new sample, its slot
+// found again here (rare: a later file bringing new samples), so that rows need not keep it.
 void Accumulator::set_new_sources(int32_t source) {
-  if (!table_.sources_per_slot() && !new_slots_.empty()) {  // one value for all: set it once
-    table_.set_source(new_slots_.front(), source);
-    new_slots_.clear();
+  if (new_samples_.empty()) return;
+  if (!table_.sources_per_slot()) {
+    table_.set_source(table_.find(new_samples_.front()), source);
     return;
   }
-  constexpr size_t kAheadSources = 64;
-  for (size_t i = 0; i < new_slots_.size(); ++i) {
-    if (i + kAheadSources < new_slots_.size()) table_.prefetch_source(new_slots_[i + kAheadSources]);
-    table_.set_source(new_slots_[i], source);
-  }
-  new_slots_.clear();
+  for (const int64_t key : new_samples_) table_.set_source(table_.find(key), source);
 }
 
 // Who set the label of `slot`: the batch being added if it created the sample, else the
 // recorded source (an error path: the search is linear).
 int32_t Accumulator::label_source(const Slot* slot, int32_t batch_source) {
-  for (const Slot* made : new_slots_)
-    if (made == slot) return batch_source;
+  for (const int64_t key : new_samples_)
+    if (table_.find(key) == slot) return batch_source;
   return table_.source(slot);
 }
 
@@ -519,9 +510,7 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
   if (rows <= 0) return AddStats{};
   const size_t n = static_cast<size_t>(rows);
   new_samples_.clear();
-  new_slots_.clear();
   make_room(new_samples_, n);
-  make_room(new_slots_, n);
   row_margins_.resize(n);
   sum_undo_.resize(n);
   label_undo_.clear();
@@ -553,13 +542,14 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
     run_pass<Pass::scatter>(row_labels, keys, refs, rows, options, nullptr, &stats);
     last_batch_rows_ = rows;
     last_batch_new_samples_ = static_cast<int64_t>(new_samples_.size());
-    if (!new_slots_.empty()) table_.prepare_source(options.source);
+    if (!new_samples_.empty()) table_.prepare_source(options.source);
     join_new_samples();
     set_new_sources(options.source);
   } catch (...) {
     roll_back();
     throw;
   }
+  new_samples_.clear();
   label_undo_.clear();
   for (const auto& [epoch, tally] : batch_tallies_) tallies_[epoch] = tally;
   stats.added = rows - stats.skipped;
@@ -594,6 +584,7 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
     roll_back();
     throw;
   }
+  new_samples_.clear();
   label_undo_.clear();
 }
 

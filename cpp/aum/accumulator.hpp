@@ -144,7 +144,6 @@ class Accumulator {
   // batch is in (a batch only makes room for as many as it has rows, not order_ for the
   // whole run's samples plus a batch, which meant copying it once it was full).
   std::vector<int64_t> new_samples_;
-  std::vector<Slot*> new_slots_;  // their slots (labelled by the batch: see set_new_sources)
   int64_t last_batch_rows_ = 0, last_batch_new_samples_ = 0;  // see scatter_parallel
   std::vector<int64_t> row_labels_;
   std::vector<double> row_margins_;
