@@ -1,6 +1,8 @@
 // Cache-line aligned storage for the large tables of per-sample state and for sorting.
 #pragma once
 #include <cstddef>
+#include <new>
+#include <utility>
 #include <vector>
 
 namespace aum {
@@ -25,6 +27,28 @@ struct LineAllocator {
 };
 template <class T>
 using LineVector = std::vector<T, LineAllocator<T>>;
+
+// The same storage, but a vector's new elements are left as they are (T trivially copyable):
+// for a table that is filled right after, on threads (a fill on one thread is the
+// value-initialisation std::vector does otherwise).
+template <class T>
+struct RawLineAllocator : LineAllocator<T> {
+  template <class U>
+  struct rebind {
+    using other = RawLineAllocator<U>;
+  };
+  RawLineAllocator() = default;
+  template <class U>
+  RawLineAllocator(const RawLineAllocator<U>&) {}
+  template <class U>
+  void construct(U*) noexcept {}
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using RawLineVector = std::vector<T, RawLineAllocator<T>>;
 
 // n uninitialised T (trivially copyable) in such storage: scratch that is written before it is
 // read, so it is not zeroed first as a vector's would be.

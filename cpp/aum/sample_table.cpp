@@ -40,7 +40,7 @@ const int64_t* SampleTable::refs_for(const int64_t* keys, int64_t rows,
     top = want > top ? want : top;
     outside += k >= bound;
   }
-  if (top > direct_.size()) grow_direct(top);
+  if (top > direct_.size()) grow_direct(top, threads);
   if (outside == 0) return keys;
   scratch.resize(static_cast<size_t>(rows));
   int64_t* refs = scratch.data();
@@ -178,7 +178,7 @@ int64_t SampleTable::hashed() const {
 // Grow the direct part to at least `top` slots. Hashed samples it now covers move in; the
 // hashed part is rebuilt without them (and without slots that are not samples), in the order
 // of their codes (see slot_in_order).
-void SampleTable::grow_direct(uint64_t top) {
+void SampleTable::grow_direct(uint64_t top, int threads) {
   uint64_t size = direct_.empty() ? 1024 : direct_.size();
   while (size < top) size *= 2;
   // Everything that can fail (allocation) happens before anything changes.
@@ -188,7 +188,8 @@ void SampleTable::grow_direct(uint64_t top) {
   std::sort(live.begin(), live.end(), [](const Code& a, const Code& b) { return a.stored < b.stored; });
   size_t stay = 0;
   for (const Code& c : live) stay += static_cast<uint64_t>(c.key) >= size;
-  LineVector<Slot> direct(size), kept;
+  RawLineVector<Slot> direct(size);  // not yet initialised: filled below
+  LineVector<Slot> kept;
   std::vector<int32_t> direct_sources(per_slot_ ? size : 0), kept_sources;
   LineVector<Code> codes;
   kept.reserve(stay);
@@ -200,7 +201,13 @@ void SampleTable::grow_direct(uint64_t top) {
   }
   std::vector<int64_t> kept_keys;
   kept_keys.reserve(stay);
-  std::copy(direct_.begin(), direct_.end(), direct.begin());
+  // The old slots, then empty ones, on threads for a large table (a first epoch's 1M samples:
+  // 16 MB, whose pages are also faulted in here).
+  const int64_t old = static_cast<int64_t>(direct_.size()), n = static_cast<int64_t>(size);
+  const int team = n >= (int64_t{1} << 18) ? resolve_threads(threads) : 1;
+  (void)team;  // unused without OpenMP
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t i = 0; i < n; ++i) direct[static_cast<size_t>(i)] = i < old ? direct_[static_cast<size_t>(i)] : Slot{};
   std::copy(direct_sources_.begin(), direct_sources_.end(), direct_sources.begin());
   direct_.swap(direct);
   direct_sources_.swap(direct_sources);

@@ -167,7 +167,7 @@ class SampleTable {
   int64_t find_code(int64_t key) const;  // -1 if absent
   void grow_codes();
   uint64_t direct_limit(int64_t more) const;
-  void grow_direct(uint64_t size);
+  void grow_direct(uint64_t size, int threads);
 
   // Where a slot is: (true, its index in direct_) or (false, its index in hashed_).
   std::pair<bool, size_t> place_of(const Slot* slot) const {
@@ -186,7 +186,7 @@ class SampleTable {
   }
 
   int64_t always_direct_;
-  LineVector<Slot> direct_;
+  RawLineVector<Slot> direct_;  // (grow_direct fills new slots itself, on threads)
   LineVector<Slot> hashed_;
   std::vector<int64_t> hashed_keys_;  // the id of each hashed slot
   int32_t uniform_source_ = kUnsetSource;  // every sample's source, while !per_slot_
