@@ -639,11 +639,15 @@ def test_labels_outside_the_classes_are_caught_by_the_margins(level, classes, th
     assert acc.rows_skipped == 1 and acc.num_slots == n
 
 
+@pytest.mark.parametrize("expect", [0, 1000])
 @pytest.mark.parametrize("kind", ["dense", "sparse", "string"])
-def test_failed_add_changes_nothing(kind, rng):
+def test_failed_add_changes_nothing(kind, expect, rng):
+    """Expected samples: the new samples of a batch go straight to the list of samples, which
+    has room for them, and a failed batch takes them out again."""
     classes = 5
     ids = np.array(id_sets(rng, 400)[kind], dtype=object)
     acc = _core.Accumulator(classes, kind == "string")
+    acc.expect_samples(expect)
     z = rng.standard_normal((400, classes)).astype(np.float32)
     y = rng.integers(0, classes, 400)
     add_rows(acc, z[:200], y[:200], ids[:200], [], epochs=np.zeros(200, np.int64), tally_label=2)
@@ -678,6 +682,10 @@ def test_failed_add_changes_nothing(kind, rng):
     # The same rows without the faults are then added as usual.
     add_rows(acc, z[rows], y[rows], ids[rows], [])
     assert acc.num_slots == 400
+    keys = acc.arrays()[0]
+    if kind == "string":
+        keys = acc.strings_of(keys)
+    assert list(keys) == list(ids)  # in order of first appearance
 
 
 def test_set_labels_is_all_or_nothing(rng):

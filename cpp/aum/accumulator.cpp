@@ -179,7 +179,7 @@ void Accumulator::run_pass(const int64_t* labels, const int64_t* keys, const int
       const int64_t key = keys[r];
       Slot* slot = table_.at(refs[r]);
       const bool created = table_.activate(slot);
-      if (created) new_samples_.push_back(key);  // room was made: cannot throw
+      if (created) fresh().push_back(key);  // room was made: cannot throw
       int64_t label = labels[r];
       if (label == kNoLabel) {
         if (slot->label == kNoLabel32)
@@ -250,9 +250,9 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
   // Batches that create many samples (a first epoch) go faster on one thread; the last batch
   // tells (measured at 1M samples, 2 threads: a first-epoch batch 10-40% slower in parallel,
   // a later one 15% faster).
-  if (order_.empty() || last_batch_new_samples_ * 8 > last_batch_rows_) return false;
+  if (samples_before_batch() == 0 || last_batch_new_samples_ * 8 > last_batch_rows_) return false;
   if (parts_.size() < static_cast<size_t>(threads)) parts_.resize(static_cast<size_t>(threads));
-  const auto new_before = static_cast<int64_t>(new_samples_.size());
+  const size_t new_before = new_count();
   const double* margins = row_margins_.data();
   int team = 1;
 #pragma omp parallel num_threads(threads)
@@ -369,7 +369,7 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
     for (const LabelUndo& changed : parts_[static_cast<size_t>(t)].label_undo)
       table_.set_source(table_.at(changed.ref), options.source);
   // New samples in row order: the threads' lists (each in row order) merged. Nothing here
-  // allocates (new_samples_ has room): the batch is in, this cannot throw.
+  // allocates (start_new_samples made room): the batch is in, this cannot throw.
   for (int t = 0; t < team; ++t) parts_[static_cast<size_t>(t)].merged = 0;
   for (;;) {
     Part* from = nullptr;
@@ -381,9 +381,9 @@ bool Accumulator::scatter_parallel(const int64_t* labels, const int64_t* keys, c
     }
     if (from == nullptr) break;
     ++from->merged;
-    new_samples_.push_back(keys[first]);
+    fresh().push_back(keys[first]);
   }
-  table_.add_samples(static_cast<int64_t>(new_samples_.size()) - new_before);
+  table_.add_samples(static_cast<int64_t>(new_count() - new_before));
   for (int t = 0; t < team; ++t) stats->skipped += parts_[static_cast<size_t>(t)].skipped;
   return true;
 }
@@ -433,29 +433,43 @@ void Accumulator::undo_scatter(const int64_t* refs, int64_t rows_done) {
   }
 }
 
-// The batch's new samples join the others (the one allocation that may fail); the list is
-// kept for set_new_sources, or for roll_back if this fails.
+// Where the new samples of a batch of `rows` rows go (see fresh_in_order_), with room for all.
+void Accumulator::start_new_samples(size_t rows) {
+  new_samples_.clear();
+  fresh_in_order_ = order_.capacity() - order_.size() >= rows;
+  fresh_from_ = fresh_in_order_ ? order_.size() : 0;
+  if (!fresh_in_order_) make_room(new_samples_, rows);
+}
+
+// The batch's new samples join the others, if they are not there yet (the one allocation
+// that may fail); the list is kept for set_new_sources, or for roll_back if this fails.
 void Accumulator::join_new_samples() {
-  order_.insert(order_.end(), new_samples_.begin(), new_samples_.end());
+  if (!fresh_in_order_) order_.insert(order_.end(), new_samples_.begin(), new_samples_.end());
+}
+
+void Accumulator::end_new_samples() {
+  new_samples_.clear();
+  fresh_in_order_ = false;
+  fresh_from_ = 0;
 }
 
 // The label source of the samples a batch created, recorded once the batch is in (after
 // prepare_source): usually one value for all, set once; else a write per new sample, its slot
 // found again here (rare: a later file bringing new samples), so that rows need not keep it.
 void Accumulator::set_new_sources(int32_t source) {
-  if (new_samples_.empty()) return;
+  if (new_count() == 0) return;
   if (!table_.sources_per_slot()) {
-    table_.set_source(table_.find(new_samples_.front()), source);
+    table_.set_source(table_.find(new_keys()[0]), source);
     return;
   }
-  for (const int64_t key : new_samples_) table_.set_source(table_.find(key), source);
+  for (size_t i = 0; i < new_count(); ++i) table_.set_source(table_.find(new_keys()[i]), source);
 }
 
 // Who set the label of `slot`: the batch being added if it created the sample, else the
 // recorded source (an error path: the search is linear).
 int32_t Accumulator::label_source(const Slot* slot, int32_t batch_source) {
-  for (const int64_t key : new_samples_)
-    if (table_.find(key) == slot) return batch_source;
+  for (size_t i = 0; i < new_count(); ++i)
+    if (table_.find(new_keys()[i]) == slot) return batch_source;
   return table_.source(slot);
 }
 
@@ -466,8 +480,9 @@ void Accumulator::roll_back() {
     table_.set_source(slot, it->source);
   }
   label_undo_.clear();
-  for (int64_t key : new_samples_) table_.deactivate(key);
-  new_samples_.clear();
+  for (size_t i = 0; i < new_count(); ++i) table_.deactivate(new_keys()[i]);
+  fresh().resize(fresh_from_);  // (order_ back to its samples before the batch)
+  end_new_samples();
 }
 
 // All-or-nothing: every pass that changes the state either completes or is undone.
@@ -509,8 +524,7 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
                                const AddOptions& options, FillMargins fill_margins) {
   if (rows <= 0) return AddStats{};
   const size_t n = static_cast<size_t>(rows);
-  new_samples_.clear();
-  make_room(new_samples_, n);
+  start_new_samples(n);
   row_margins_.resize(n);
   sum_undo_.resize(n);
   label_undo_.clear();
@@ -541,15 +555,15 @@ AddStats Accumulator::add_rows(int64_t rows, const int64_t* labels, const int64_
     }
     run_pass<Pass::scatter>(row_labels, keys, refs, rows, options, nullptr, &stats);
     last_batch_rows_ = rows;
-    last_batch_new_samples_ = static_cast<int64_t>(new_samples_.size());
-    if (!new_samples_.empty()) table_.prepare_source(options.source);
+    last_batch_new_samples_ = static_cast<int64_t>(new_count());
+    if (new_count() > 0) table_.prepare_source(options.source);
     join_new_samples();
     set_new_sources(options.source);
   } catch (...) {
     roll_back();
     throw;
   }
-  new_samples_.clear();
+  end_new_samples();
   label_undo_.clear();
   for (const auto& [epoch, tally] : batch_tallies_) tallies_[epoch] = tally;
   stats.added = rows - stats.skipped;
@@ -562,8 +576,7 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
                              int32_t source) {
   for (int64_t r = 0; r < n; ++r)
     if (labels[r] < 0 || labels[r] >= classes_) throw RowError(outside(labels[r], classes_), r);
-  new_samples_.clear();
-  make_room(new_samples_, static_cast<size_t>(n));
+  start_new_samples(static_cast<size_t>(n));
   label_undo_.clear();
   if (n > 0) table_.prepare_source(source);
   try {
@@ -571,7 +584,7 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
     for (int64_t r = 0; r < n; ++r) {
       if (r + kAhead < n) table_.prefetch_ref(refs[r + kAhead]);
       Slot* slot = table_.at(refs[r]);
-      if (table_.activate(slot)) new_samples_.push_back(keys[r]);
+      if (table_.activate(slot)) fresh().push_back(keys[r]);
       if (slot->label != kNoLabel32 && slot->label != labels[r])
         throw RowError(label_conflict(describe_key(keys[r]), labels[r], slot->label), r,
                        table_.source(slot));
@@ -584,7 +597,7 @@ void Accumulator::set_labels(const int64_t* keys, const int64_t* labels, int64_t
     roll_back();
     throw;
   }
-  new_samples_.clear();
+  end_new_samples();
   label_undo_.clear();
 }
 

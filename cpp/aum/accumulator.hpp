@@ -125,7 +125,14 @@ class Accumulator {
   EpochTally* batch_tally(int64_t epoch);
   void tally_rows(const int64_t* labels, int64_t rows, const AddOptions& options);
   void undo_scatter(const int64_t* refs, int64_t rows_done);
+  void start_new_samples(size_t rows);
+  std::vector<int64_t>& fresh() { return fresh_in_order_ ? order_ : new_samples_; }
+  const std::vector<int64_t>& fresh() const { return fresh_in_order_ ? order_ : new_samples_; }
+  const int64_t* new_keys() const { return fresh().data() + fresh_from_; }
+  size_t new_count() const { return fresh().size() - fresh_from_; }
+  size_t samples_before_batch() const { return fresh_in_order_ ? fresh_from_ : order_.size(); }
   void join_new_samples();
+  void end_new_samples();
   void set_new_sources(int32_t source);
   int32_t label_source(const Slot* slot, int32_t batch_source);
   void roll_back();  // of the batch being added: its label changes, its new samples
@@ -140,10 +147,13 @@ class Accumulator {
   int64_t rows_skipped_ = 0;
   // Per-batch scratch, kept so that a batch allocates nothing once the sizes have settled.
   std::vector<int64_t> row_refs_;
-  // Keys of the samples the batch being added created, in row order: they join order_ when the
-  // batch is in (a batch only makes room for as many as it has rows, not order_ for the
-  // whole run's samples plus a batch, which meant copying it once it was full).
+  // Keys of the samples the batch being added created, in row order: appended to order_ itself
+  // when it has room for the whole batch (a first epoch: expect_samples made it), else to
+  // new_samples_, which joins order_ when the batch is in (room in order_ for the whole run's
+  // samples plus a batch would mean copying it once it is full). See start_new_samples.
   std::vector<int64_t> new_samples_;
+  bool fresh_in_order_ = false;  // where they go: order_ or new_samples_
+  size_t fresh_from_ = 0;        // the batch's first one there
   int64_t last_batch_rows_ = 0, last_batch_new_samples_ = 0;  // see scatter_parallel
   std::vector<int64_t> row_labels_;
   std::vector<double> row_margins_;
