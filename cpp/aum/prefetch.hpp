@@ -15,4 +15,16 @@ inline void prefetch(const void* address) {
 #endif
 }
 
+// For data read once (a block of logits): fetched without taking a place in the outer caches,
+// so that streaming it does not push out what is reused (the per-sample slots).
+inline void prefetch_once(const void* address) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm volatile("prefetchnta (%0)" : : "r"(address));
+#elif defined(__GNUC__)
+  __builtin_prefetch(address, 0, 0);
+#else
+  (void)address;
+#endif
+}
+
 }  // namespace aum
