@@ -639,6 +639,25 @@ def test_labels_outside_the_classes_are_caught_by_the_margins(level, classes, th
     assert acc.rows_skipped == 1 and acc.num_slots == n
 
 
+@pytest.mark.parametrize("kind", ["sparse", "string"])
+def test_large_id_tables_start_empty(kind, rng):
+    """Tables for many expected ids (tens of MB) come zeroed from the OS, not written: every
+    id is new at first, found again afterwards, in order of first appearance."""
+    n = 300_000
+    ids = np.array(id_sets(rng, n)[kind], dtype=object)
+    acc = _core.Accumulator(3, kind == "string")
+    acc.expect_samples(n)
+    z = rng.standard_normal((n, 3)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    for _ in range(2):  # the second time every id is known
+        add_rows(acc, z, y, ids, [100_000])
+    keys, labels, sums, counts = acc.arrays()
+    got = acc.strings_of(keys) if kind == "string" else keys.tolist()
+    assert got == list(ids) and acc.num_slots == n
+    assert (counts == 2).all() and labels.tolist() == y.tolist()
+    np.testing.assert_array_equal(sums, 2 * reference_margins(z, y))
+
+
 @pytest.mark.parametrize("expect", [0, 1000])
 @pytest.mark.parametrize("kind", ["dense", "sparse", "string"])
 def test_failed_add_changes_nothing(kind, expect, rng):

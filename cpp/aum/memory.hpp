@@ -10,6 +10,10 @@ namespace aum {
 // Large tables on huge pages where the OS allows (Linux: madvise), small ones on the heap.
 void* allocate_lines(size_t bytes);
 void free_lines(void* p, size_t bytes);
+// The same, all zeros: large blocks straight from the OS (Linux: mmap), whose pages are zeroed
+// when first touched, so nothing writes the zeros a second time; small ones zeroed here.
+void* allocate_zeroed_lines(size_t bytes);
+void free_zeroed_lines(void* p, size_t bytes);
 
 // Cache-line aligned storage: slots and code-table lines never straddle two lines.
 template <class T>
@@ -49,6 +53,35 @@ struct RawLineAllocator : LineAllocator<T> {
 };
 template <class T>
 using RawLineVector = std::vector<T, RawLineAllocator<T>>;
+
+// For tables whose empty entry is all zero bytes, made at their final size (never resized: a
+// vector that grows within its capacity would not zero the new elements): `n` elements of
+// zeroed storage, left as they are.
+template <class T>
+struct ZeroLineAllocator {
+  using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = ZeroLineAllocator<U>;
+  };
+  ZeroLineAllocator() = default;
+  template <class U>
+  ZeroLineAllocator(const ZeroLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(allocate_zeroed_lines(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { free_zeroed_lines(p, n * sizeof(T)); }
+  template <class U>
+  void construct(U*) noexcept {}
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  template <class U>
+  bool operator==(const ZeroLineAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const ZeroLineAllocator<U>&) const { return false; }
+};
+template <class T>
+using ZeroLineVector = std::vector<T, ZeroLineAllocator<T>>;
 
 // n uninitialised T (trivially copyable) in such storage: scratch that is written before it is
 // read, so it is not zeroed first as a vector's would be.

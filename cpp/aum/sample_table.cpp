@@ -120,7 +120,7 @@ void SampleTable::grow_codes() {
     hashed_.reserve(static_cast<size_t>(expected_));
     hashed_keys_.reserve(static_cast<size_t>(expected_));
   }
-  LineVector<Code> old(capacity);
+  ZeroLineVector<Code> old(capacity);  // all empty: zeroed by the OS
   old.swap(codes_);
   unsigned bits = 0;
   while ((size_t{1} << bits) < capacity) ++bits;
@@ -191,13 +191,13 @@ void SampleTable::grow_direct(uint64_t top, int threads) {
   RawLineVector<Slot> direct(size);  // not yet initialised: filled below
   LineVector<Slot> kept;
   std::vector<int32_t> direct_sources(per_slot_ ? size : 0), kept_sources;
-  LineVector<Code> codes;
+  ZeroLineVector<Code> codes;
   kept.reserve(stay);
   if (per_slot_) kept_sources.reserve(stay);
   if (!live.empty()) {
     size_t capacity = 1024;
     while (stay * 2 > capacity) capacity *= 2;
-    codes.resize(capacity);
+    codes = ZeroLineVector<Code>(capacity);  // made at its size, all empty
   }
   std::vector<int64_t> kept_keys;
   kept_keys.reserve(stay);

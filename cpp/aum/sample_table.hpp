@@ -192,7 +192,7 @@ class SampleTable {
   int32_t uniform_source_ = kUnsetSource;  // every sample's source, while !per_slot_
   bool per_slot_ = false;
   std::vector<int32_t> direct_sources_, hashed_sources_;  // beside direct_ and hashed_ if per_slot_
-  LineVector<Code> codes_;  // open addressing; a key's home is the first entry of a line
+  ZeroLineVector<Code> codes_;  // open addressing; a key's home is the first entry of a line
   unsigned shift_ = 64;
   size_t coded_ = 0;        // entries in codes_
   bool mostly_new_ = true;  // whether the last batch's hashed ids were mostly new

@@ -216,7 +216,7 @@ void StringIds::grow() {  // load factor at most 1/2
     while (capacity < 2 * static_cast<size_t>(expected_)) capacity *= 2;
     starts_.reserve(static_cast<size_t>(expected_) + 1);
   }
-  LineVector<Entry> bigger(capacity);  // zeros: measured 2x faster than filling in a value
+  ZeroLineVector<Entry> bigger(capacity);  // zeroed by the OS (see allocate_zeroed_lines)
   bigger.swap(table_);
   mask_ = capacity - 1;
   // Entries keep only part of the hash: every string is hashed again, in code order (its bytes

@@ -82,7 +82,7 @@ class StringIds {
 
   std::string bytes_;                 // every string, back to back
   std::vector<int64_t> starts_{0};    // string `code` is bytes_[starts_[code], starts_[code + 1])
-  LineVector<Entry> table_;  // cache-line aligned: a home is 2 entries of 1 line
+  ZeroLineVector<Entry> table_;  // cache-line aligned: a home is 2 entries of 1 line
   uint64_t mask_ = 0;
   std::vector<uint64_t> hashes_;      // per-batch scratch
   std::vector<int64_t> misses_;
