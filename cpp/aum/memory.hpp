@@ -32,43 +32,20 @@ struct LineAllocator {
 template <class T>
 using LineVector = std::vector<T, LineAllocator<T>>;
 
-// The same storage, but a vector's new elements are left as they are (T trivially copyable):
-// for a table that is filled right after, on threads (a fill on one thread is the
-// value-initialisation std::vector does otherwise).
-template <class T>
-struct RawLineAllocator : LineAllocator<T> {
-  template <class U>
-  struct rebind {
-    using other = RawLineAllocator<U>;
-  };
-  RawLineAllocator() = default;
-  template <class U>
-  RawLineAllocator(const RawLineAllocator<U>&) {}
-  template <class U>
-  void construct(U*) noexcept {}
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-template <class T>
-using RawLineVector = std::vector<T, RawLineAllocator<T>>;
-
-// For tables whose empty entry is all zero bytes, made at their final size (never resized: a
-// vector that grows within its capacity would not zero the new elements): `n` elements of
-// zeroed storage, left as they are.
-template <class T>
-struct ZeroLineAllocator {
+// Storage from allocate/release in which a vector's new elements are left as they are: its
+// value-initialisation (a fill on one thread) does nothing. T trivially copyable.
+template <class T, void* (*Allocate)(size_t), void (*Release)(void*, size_t)>
+struct AsIsAllocator {
   using value_type = T;
   template <class U>
   struct rebind {
-    using other = ZeroLineAllocator<U>;
+    using other = AsIsAllocator<U, Allocate, Release>;
   };
-  ZeroLineAllocator() = default;
+  AsIsAllocator() = default;
   template <class U>
-  ZeroLineAllocator(const ZeroLineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(allocate_zeroed_lines(n * sizeof(T))); }
-  void deallocate(T* p, size_t n) { free_zeroed_lines(p, n * sizeof(T)); }
+  AsIsAllocator(const AsIsAllocator<U, Allocate, Release>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(Allocate(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { Release(p, n * sizeof(T)); }
   template <class U>
   void construct(U*) noexcept {}
   template <class U, class... Args>
@@ -76,12 +53,19 @@ struct ZeroLineAllocator {
     ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
   template <class U>
-  bool operator==(const ZeroLineAllocator<U>&) const { return true; }
+  bool operator==(const AsIsAllocator<U, Allocate, Release>&) const { return true; }
   template <class U>
-  bool operator!=(const ZeroLineAllocator<U>&) const { return false; }
+  bool operator!=(const AsIsAllocator<U, Allocate, Release>&) const { return false; }
 };
+
+// For a table that is filled right after, on threads.
 template <class T>
-using ZeroLineVector = std::vector<T, ZeroLineAllocator<T>>;
+using RawLineVector = std::vector<T, AsIsAllocator<T, allocate_lines, free_lines>>;
+
+// For a table whose empty entry is all zero bytes, made at its final size (never resized: a
+// vector that grows within its capacity would not zero the new elements).
+template <class T>
+using ZeroLineVector = std::vector<T, AsIsAllocator<T, allocate_zeroed_lines, free_zeroed_lines>>;
 
 // n uninitialised T (trivially copyable) in such storage: scratch that is written before it is
 // read, so it is not zeroed first as a vector's would be.
