@@ -111,7 +111,8 @@ int64_t rows_of(const LogitBlock& b, const int64_t* labels, int64_t begin, int64
   }
   for (int64_t r = begin; r < end; ++r) {
     const int64_t y = labels[r];
-    const double m = outside(y, b.classes) ? nan : row_margin<V>(base + r * b.row_stride, b.classes, y);
+    const double m =
+        outside(y, b.classes) ? nan : row_margin<V>(base + r * b.row_stride, b.classes, y);
     margins[r] = m;
     bad += m != m;
   }

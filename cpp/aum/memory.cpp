@@ -36,13 +36,15 @@ void* allocate_zeroed_lines(size_t bytes) {
   if (bytes >= kHugeFrom) {
     const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     // One huge page more, to align the block (mmap aligns to 4 KB only).
-    void* raw = mmap(nullptr, rounded + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* raw = mmap(nullptr, rounded + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) throw std::bad_alloc();
     const auto start = reinterpret_cast<uintptr_t>(raw);
     const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
     if (aligned > start) munmap(raw, aligned - start);
     const uintptr_t end = start + rounded + kHugePage;
-    if (end > aligned + rounded) munmap(reinterpret_cast<void*>(aligned + rounded), end - aligned - rounded);
+    if (end > aligned + rounded)
+      munmap(reinterpret_cast<void*>(aligned + rounded), end - aligned - rounded);
     void* p = reinterpret_cast<void*>(aligned);
     madvise(p, rounded, MADV_HUGEPAGE);  // only a hint: fine if it fails
     return p;

@@ -207,7 +207,10 @@ void SampleTable::grow_direct(uint64_t top, int threads) {
   const int team = n >= (int64_t{1} << 18) ? resolve_threads(threads) : 1;
   (void)team;  // unused without OpenMP
 #pragma omp parallel for num_threads(team) schedule(static)
-  for (int64_t i = 0; i < n; ++i) direct[static_cast<size_t>(i)] = i < old ? direct_[static_cast<size_t>(i)] : Slot{};
+  for (int64_t i = 0; i < n; ++i) {
+    const auto at = static_cast<size_t>(i);
+    direct[at] = i < old ? direct_[at] : Slot{};
+  }
   std::copy(direct_sources_.begin(), direct_sources_.end(), direct_sources.begin());
   direct_.swap(direct);
   direct_sources_.swap(direct_sources);
