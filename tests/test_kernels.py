@@ -546,6 +546,32 @@ def test_parallel_scatter_with_hashed_ids_new_and_displaced(expect, rng):
     assert len(ref) == n + 25_000
 
 
+def test_known_hashed_ids_far_from_their_home_line_found_on_threads(rng):
+    """Known ids displaced far beyond their home line (40 ids with one home, a chain over
+    10 lines, among 960 others) are found by the parallel lookup of a later batch: the state
+    equals one thread's to the byte and the reference's."""
+    fib, n, classes = 0x9E3779B97F4A7C15, 1000, 4
+    shift = 64 - 11  # 1000 expected ids: a table of 2048 entries
+    inverse = pow(fib, -1, 2**64)
+    crowded = [((((7 << shift) + e) * inverse) % 2**64) for e in range(40)]
+    ids = np.array([k - 2**64 if k >= 2**63 else k for k in crowded], dtype=np.int64)
+    ids = np.r_[ids, rng.integers(-(2**62), 2**62, n - len(ids))]
+    assert len(np.unique(ids)) == n
+    truth = rng.integers(0, classes, n)
+    accs = [_core.Accumulator(classes, direct_table=-1) for _ in range(2)]
+    rows = [rng.permutation(n), rng.integers(0, n, 50_000), rng.integers(0, n, 50_000)]
+    logits = [rng.standard_normal((len(r), classes)).astype(np.float32) for r in rows]
+    for threads, acc in zip((1, 2), accs):
+        acc.expect_samples(n)
+        for which, z in zip(rows, logits):
+            acc.add(z, truth[which], ids[which], threads=threads)
+    assert accs[0].to_bytes() == accs[1].to_bytes()
+    assert accs[1].num_slots == n
+    all_rows = np.concatenate(rows)
+    margins_ = reference_margins(np.concatenate(logits), truth[all_rows])
+    assert state_of(accs[1]) == reference_state(ids[all_rows], margins_, truth[all_rows])
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_results_when_hashed_samples_come_out_of_their_codes_order(threads, rng):
     """The result gather reads hashed slots in code order, guessing each sample's code; a

@@ -163,6 +163,20 @@ class SampleTable {
     }
     return stored - 1;
   }
+  // The code of a `key` not in its home line, or -1. Linear probing fills a key's home line
+  // before any later one: a key whose home line has an empty entry is not in the table.
+  int64_t code_beyond_home_line(int64_t key) const {
+    const uint64_t mask = codes_.size() - 1, first = home(key);
+    for (uint64_t i = first; i < first + 4; ++i)
+      if (!codes_[i].used()) return -1;
+    for (uint64_t i = (first + 4) & mask;; i = (i + 1) & mask) {  // (never full)
+      const Code& c = codes_[i];
+      if (!c.used() || c.key == key) return c.code();
+    }
+  }
+  void prefetch_beyond_home(int64_t key) const {
+    prefetch(codes_.data() + ((home(key) + 4) & (codes_.size() - 1)));
+  }
   int64_t code_of(int64_t key);  // the slow path: probing, creating a hashed slot for a new key
   int64_t find_code(int64_t key) const;  // -1 if absent
   void grow_codes();
