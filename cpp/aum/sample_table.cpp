@@ -156,12 +156,7 @@ void SampleTable::grow_codes() {
 int64_t SampleTable::find_code(int64_t key) const {
   if (codes_.empty()) return -1;
   const int64_t code = code_in_home_line(key);
-  if (code >= 0) return code;
-  const uint64_t mask = codes_.size() - 1;
-  for (uint64_t i = home(key);; i = (i + 1) & mask) {
-    const Code& c = codes_[i];
-    if (!c.used() || c.key == key) return c.code();
-  }
+  return code >= 0 ? code : code_beyond_home_line(key);
 }
 
 const Slot* SampleTable::find(int64_t key) const {

@@ -156,10 +156,12 @@ class SampleTable {
   int64_t code_in_home_line(int64_t key) const {
     const Code* line = codes_.data() + home(key);
     // Masks, not `?:`: GCC turns the conditional form back into branches.
-    int64_t stored = 0;  // an empty entry stores 0, so matching its stale key finds nothing
+    // At most one entry in use holds the key; an empty entry (key 0, stored 0) that matches
+    // id 0 adds nothing to the OR, so id 0 is found in its home line like any other id.
+    int64_t stored = 0;
     for (int k = 0; k < 4; ++k) {
       const int64_t match = -static_cast<int64_t>(line[k].key == key);
-      stored = (line[k].stored & match) | (stored & ~match);
+      stored |= line[k].stored & match;
     }
     return stored - 1;
   }
